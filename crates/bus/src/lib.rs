@@ -1,0 +1,1 @@
+//! In-process bus: bounded fan-out of committed batches to sinks.

@@ -1,0 +1,1 @@
+//! Ingest pipeline: sources (CoAP, MQTT, HTTP), decoders, normalize, batching, group commit and dead letters.

@@ -1,0 +1,1 @@
+//! The demo-nation simulator: cities, devices and their daily patterns.

@@ -1,0 +1,1 @@
+//! Server-rendered pages: the national overview, with live updates over SSE.
