@@ -30,7 +30,13 @@ pub struct EntityState {
 impl EntityState {
     /// A new, empty entity.
     pub fn new(id: EntityId, entity_type: Arc<str>, now: Timestamp) -> Self {
-        EntityState { id, entity_type, created_at: now, modified_at: now, attrs: Vec::new() }
+        EntityState {
+            id,
+            entity_type,
+            created_at: now,
+            modified_at: now,
+            attrs: Vec::new(),
+        }
     }
 
     /// Folds one observation of this entity into the state. Returns whether the state
@@ -63,7 +69,9 @@ impl EntityState {
 
     /// The instance of `attr` (expanded IRI) with the default datasetId, if any.
     pub fn attr(&self, attr: &str) -> Option<&Observation> {
-        self.attrs.iter().find(|a| &*a.attr == attr && a.dataset_id.is_none())
+        self.attrs
+            .iter()
+            .find(|a| &*a.attr == attr && a.dataset_id.is_none())
     }
 }
 
@@ -89,11 +97,18 @@ mod tests {
     #[test]
     fn latest_wins_and_old_is_ignored() {
         let o = obs("a", 1.0, 10);
-        let mut e = EntityState::new(o.entity.clone(), o.entity_type.clone(), Timestamp::from_millis(100));
+        let mut e = EntityState::new(
+            o.entity.clone(),
+            o.entity_type.clone(),
+            Timestamp::from_millis(100),
+        );
         assert!(e.apply(&o, Timestamp::from_millis(100)));
         assert!(e.apply(&obs("a", 2.0, 20), Timestamp::from_millis(101)));
         assert!(!e.apply(&obs("a", 3.0, 15), Timestamp::from_millis(102)));
-        assert!(!e.apply(&obs("a", 2.0, 20), Timestamp::from_millis(103)), "replay is idempotent");
+        assert!(
+            !e.apply(&obs("a", 2.0, 20), Timestamp::from_millis(103)),
+            "replay is idempotent"
+        );
         assert!(e.apply(&obs("b", 5.0, 1), Timestamp::from_millis(104)));
         assert_eq!(e.attr("a").unwrap().value, Value::Number(2.0));
         assert_eq!(e.attrs.len(), 2);

@@ -11,10 +11,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     /// Entity ids must be absolute URIs (NGSI-LD 4.5.1).
-    #[error("entity id `{0}` is not an absolute URI; use a URN such as urn:ngsi-ld:ParkingSpot:adelaide-001")]
+    #[error(
+        "entity id `{0}` is not an absolute URI; use a URN such as urn:ngsi-ld:ParkingSpot:adelaide-001"
+    )]
     NotUri(String),
     /// Tenant names are short lowercase tokens.
-    #[error("tenant `{0}` is invalid: use 1 to 64 characters from a-z, 0-9, '-' and '_', starting with a letter")]
+    #[error(
+        "tenant `{0}` is invalid: use 1 to 64 characters from a-z, 0-9, '-' and '_', starting with a letter"
+    )]
     BadTenant(String),
 }
 
@@ -35,7 +39,9 @@ pub fn is_absolute_uri(s: &str) -> bool {
         && !rest.is_empty()
         && s.len() <= 2048
         && !s.chars().any(|c| {
-            c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
         })
 }
 
@@ -110,7 +116,8 @@ impl Tenant {
     pub fn new(s: &str) -> Result<Self, IdError> {
         let ok = (1..=64).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if ok {
             Ok(Tenant(Arc::from(s)))
         } else {
@@ -166,7 +173,10 @@ mod tests {
     #[test]
     fn urn_builder_escapes() {
         let id = EntityId::urn("WaterConsumptionObserved", "adelaide/meter 7").unwrap();
-        assert_eq!(id.as_str(), "urn:ngsi-ld:WaterConsumptionObserved:adelaide%2Fmeter%207");
+        assert_eq!(
+            id.as_str(),
+            "urn:ngsi-ld:WaterConsumptionObserved:adelaide%2Fmeter%207"
+        );
     }
 
     #[test]

@@ -7,15 +7,35 @@
 //!
 //! It is pure: no I/O, no async runtime, no global state. Everything here can be tested
 //! with plain unit tests and property tests.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`id`] | entity ids and tenants |
+//! | [`time`] | UTC millisecond timestamps |
+//! | [`units`] | UN/CEFACT common codes, conversion, SenML unit symbols |
+//! | [`observation`] | the hot-path [`Observation`] and [`Batch`] |
+//! | [`entity`] | [`EntityState`], latest instance per attribute |
+//! | [`senml`] | SenML packs in JSON and CBOR, and their resolution |
+//! | [`jsonld`] | JSON-LD active contexts, term expansion and compaction |
+//! | [`ngsild`] | NGSI-LD entity JSON to observations and back |
 
 pub mod entity;
 pub mod id;
+pub mod jsonld;
+pub mod ngsild;
 pub mod observation;
+pub mod senml;
 pub mod time;
 pub mod units;
 
 pub use entity::EntityState;
 pub use id::{EntityId, IdError, Tenant};
+pub use jsonld::{Context, ContextCache, JsonLdError};
+pub use ngsild::{
+    Format, NgsiLdError, ParseDefaults, ParsedEntity, RenderOptions, TemporalOptions, parse_entity,
+    render_entity, render_temporal,
+};
 pub use observation::{Batch, Interner, Observation, PrivacyClass, Value};
+pub use senml::{Pack, Record, ResolvedRecord, SenmlError, SenmlValue};
 pub use time::Timestamp;
-pub use units::UnitCode;
+pub use units::{QuantityKind, UnitCode, UnitError, UnitInfo};

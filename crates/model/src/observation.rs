@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::{id::EntityId, id::Tenant, time::Timestamp, units::UnitCode};
 
 /// How personal a value is. Mappings give each attribute a class; the trust layer acts on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PrivacyClass {
     /// Infrastructure data with no link to a person (air quality, traffic counts).
@@ -160,7 +162,11 @@ mod tests {
 
     #[test]
     fn privacy_codes_round_trip() {
-        for p in [PrivacyClass::Public, PrivacyClass::Personal, PrivacyClass::Sensitive] {
+        for p in [
+            PrivacyClass::Public,
+            PrivacyClass::Personal,
+            PrivacyClass::Sensitive,
+        ] {
             assert_eq!(PrivacyClass::from_code(p.code()), p);
         }
         assert_eq!(PrivacyClass::from_code(99), PrivacyClass::Sensitive);

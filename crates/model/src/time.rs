@@ -87,7 +87,11 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_datetime().to_rfc3339_opts(SecondsFormat::Millis, true))
+        f.write_str(
+            &self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+        )
     }
 }
 
@@ -130,7 +134,7 @@ mod tests {
 
     #[test]
     fn senml_seconds_round_to_millis() {
-        let t = Timestamp::from_secs_f64(1_320_067_464.0004).unwrap();
+        let t = Timestamp::from_secs_f64(1_320_067_464.000_4).unwrap();
         assert_eq!(t.as_millis(), 1_320_067_464_000);
         assert!(Timestamp::from_secs_f64(f64::NAN).is_none());
     }
