@@ -509,6 +509,8 @@ static SENML: &[(&str, &str)] = &[
     ("W/m2", "D54"),
     ("dB", "2N"),
     ("count", "C62"),
+    // RFC 8428: `/` is a dimensionless ratio.
+    ("/", "C62"),
     ("%", "P1"),
     ("%RH", "P1"),
     // RFC 8798 registry additions.

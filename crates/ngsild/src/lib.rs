@@ -1,1 +1,117 @@
-//! The NGSI-LD HTTP API (axum): entities, types, temporal, ProblemDetails, and HTTP ingest.
+//! The NGSI-LD HTTP API (ETSI GS CIM 009) of a Polity node, built on axum.
+//!
+//! This crate owns the `/ngsi-ld/v1/…` routes: entity retrieval and query, entity
+//! creation and batch upsert (the HTTP ingest source), type discovery and temporal
+//! retrieval, plus the HTTP SenML source under `/api/ingest/senml`. Every error leaves as
+//! an NGSI-LD ProblemDetails body. It reads through the `polity-store` traits and writes
+//! only through the ingest pipeline, so HTTP input gets the same group commit, counters
+//! and dead letters as every other source. It does not own storage or the pages.
+
+pub mod entities;
+pub mod problem;
+pub mod request;
+pub mod senml;
+pub mod temporal;
+
+use std::sync::{Arc, RwLock};
+
+use axum::{
+    Router,
+    routing::{get, post},
+};
+use polity_ingest::{IngestHandle, Metrics, SourceCounters, SourceKind};
+use polity_model::{Tenant, jsonld::ContextCache};
+use polity_store::Store;
+
+pub use problem::{ErrorType, Problem};
+
+/// Limits on what a request may ask for. Defaults are documented per field.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body, bytes. Default 8 MiB.
+    pub max_body: usize,
+    /// Default page size of entity queries. Default 20 (the NGSI-LD default).
+    pub default_limit: usize,
+    /// Largest page a query may ask for; more is `TooManyResults`. Default 1000.
+    pub max_limit: usize,
+    /// Most entities in one batch operation. Default 1000.
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 8 << 20,
+            default_limit: 20,
+            max_limit: 1000,
+            max_batch: 1000,
+        }
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Reads go here.
+    pub store: Arc<dyn Store>,
+    /// Writes go here.
+    pub ingest: IngestHandle,
+    /// Registered user contexts.
+    pub contexts: Arc<RwLock<ContextCache>>,
+    /// The tenant of requests without `NGSILD-Tenant`.
+    pub default_tenant: Tenant,
+    /// Request limits.
+    pub limits: Limits,
+    /// Counters of the HTTP NGSI-LD source.
+    pub http_source: Arc<SourceCounters>,
+    /// Counters of the HTTP SenML source.
+    pub senml_source: Arc<SourceCounters>,
+}
+
+impl ApiState {
+    /// State for a node, registering the HTTP sources' counters in `metrics`.
+    pub fn new(store: Arc<dyn Store>, ingest: IngestHandle, metrics: &Metrics) -> Self {
+        ApiState {
+            store,
+            ingest,
+            contexts: Arc::new(RwLock::new(ContextCache::default())),
+            default_tenant: Tenant::new("default").expect("`default` is a valid tenant name"),
+            limits: Limits::default(),
+            http_source: metrics.source(
+                "http-ngsi-ld",
+                SourceKind::HttpNgsiLd,
+                None,
+                "POST /ngsi-ld/v1/entities, /entityOperations/upsert",
+            ),
+            senml_source: metrics.source(
+                "http-senml",
+                SourceKind::HttpSenml,
+                None,
+                "POST /api/ingest/senml",
+            ),
+        }
+    }
+}
+
+/// The NGSI-LD routes and the HTTP SenML source, ready to merge into a node's router.
+pub fn router(state: ApiState) -> Router {
+    let body_limit = axum::extract::DefaultBodyLimit::max(state.limits.max_body);
+    Router::new()
+        .route(
+            "/ngsi-ld/v1/entities",
+            get(entities::query).post(entities::create),
+        )
+        .route("/ngsi-ld/v1/entities/{id}", get(entities::retrieve))
+        .route(
+            "/ngsi-ld/v1/entityOperations/upsert",
+            post(entities::batch_upsert),
+        )
+        .route("/ngsi-ld/v1/types", get(entities::types))
+        .route(
+            "/ngsi-ld/v1/temporal/entities/{id}",
+            get(temporal::retrieve),
+        )
+        .route("/api/ingest/senml", post(senml::ingest))
+        .layer(body_limit)
+        .with_state(state)
+}

@@ -1,1 +1,191 @@
-fn main() {}
+//! `polity`: run a node, the demo nation, validation and benchmarks.
+//!
+//! The binary is thin: it parses the command line, reads config, and calls into the
+//! library crates. Start-up of every node, demo or not, goes through [`node::start`].
+
+mod bench;
+mod config;
+mod node;
+mod up;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+/// Polity joins smart cities into a smart nation: one NGSI-LD view over every city's
+/// own platform.
+#[derive(Debug, Parser)]
+#[command(name = "polity", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log filter, e.g. `info`, `polity_ingest=debug`. Also read from RUST_LOG.
+    #[arg(long, global = true, env = "POLITY_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the demo nation in one process: three cities feeding over CoAP, MQTT and
+    /// HTTP, on embedded storage, with no external services.
+    Up(up::UpArgs),
+    /// Run a node from a TOML config file (an empty node without one).
+    Serve(ServeArgs),
+    /// Check config files and print precise errors as file:line:col.
+    Validate(ValidateArgs),
+    /// Benchmarks; each figure is printed as `name: value unit`.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Listener and storage flags shared by `up` and `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct NodeFlags {
+    /// HTTP listen address for the NGSI-LD API and the pages.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Directory of the embedded store.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address of the embedded MQTT broker.
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// Listen address of the CoAP source (UDP).
+    #[arg(long, value_name = "ADDR")]
+    pub coap_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The node's TOML config. Without it the node is empty: the NGSI-LD API with
+    /// nothing ingesting.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    flags: NodeFlags,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Config files to check.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    // rumqttd logs routine client disconnects as errors; keep it at warn unless asked.
+    let filter = if filter.contains("rumqttd") {
+        filter
+    } else {
+        format!("{filter},{}", polity_broker::TRACING_DIRECTIVE)
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Validate(a) => validate(&a.files),
+        other => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| {
+                rt.block_on(async move {
+                    match other {
+                        Command::Up(a) => up::run(a).await,
+                        Command::Serve(a) => serve(a).await,
+                        Command::Bench(b) => bench::run(b).await,
+                        Command::Validate(_) => unreachable!("handled above"),
+                    }
+                })
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut bad = 0;
+    for f in files {
+        let name = f.display().to_string();
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{name}: cannot read: {e}");
+                bad += 1;
+                continue;
+            }
+        };
+        match config::parse(&name, &text) {
+            Ok(cfg) => println!(
+                "{name}: ok ({} sources, {} cities)",
+                cfg.sources.len(),
+                cfg.cities.len()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                bad += 1;
+            }
+        }
+    }
+    if bad > 0 {
+        anyhow::bail!("{bad} of {} files have errors", files.len());
+    }
+    Ok(())
+}
+
+/// Applies command-line flags over a config.
+pub fn apply_flags(cfg: &mut config::Config, flags: &NodeFlags) {
+    if let Some(h) = flags.http {
+        cfg.node.http = h;
+    }
+    if let Some(d) = &flags.data_dir {
+        cfg.node.data_dir = d.clone();
+    }
+    if let Some(m) = flags.mqtt_listen {
+        cfg.broker
+            .get_or_insert(config::BrokerSection { listen: m })
+            .listen = m;
+    }
+    if let Some(c) = flags.coap_listen {
+        for s in cfg.sources.values_mut() {
+            if let config::SourceSection::Coap(coap) = s {
+                coap.listen = c;
+            }
+        }
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            config::parse(&path.display().to_string(), &text)?
+        }
+        None => config::Config::default(),
+    };
+    apply_flags(&mut cfg, &a.flags);
+    println!("Starting Polity node `{}`", cfg.node.name);
+    let progress = node::Progress::new(false);
+    let node = node::start(&cfg, &node::FlagNames::config(), &progress).await?;
+    println!(
+        "\nReady. NGSI-LD API: http://{}/ngsi-ld/v1/  ·  overview: http://{}/  ·  Ctrl-C stops.",
+        node.http, node.http
+    );
+    tokio::signal::ctrl_c().await.ok();
+    println!("Stopping…");
+    node.stop().await;
+    Ok(())
+}

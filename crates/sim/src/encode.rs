@@ -6,16 +6,18 @@
 //!   resolved name is `urn:ngsi-ld:WaterConsumptionObserved:adelaide-00042:flow`. Units
 //!   are SenML symbols. The device position rides along as two records named `lat` and
 //!   `lon` with the registered SenML units `lat` and `lon`.
-//! - MQTT JSON: one flat object per reading on topic `polity/<tenant>/<Type>/<device>`:
+//! - MQTT JSON: one object per reading in Polity's device JSON, on topic
+//!   `polity/<tenant>/<Type>/<device>`:
 //!
 //!   ```json
 //!   {"id":"urn:ngsi-ld:ACMeasurement:melbourne-01400","type":"ACMeasurement",
-//!    "device":"melbourne-01400","ts":"2026-11-25T08:00:00.000Z","lat":-37.8,"lon":144.9,
-//!    "totalActivePower":1.21,"totalActivePower_unit":"KWT", "...": "..."}
+//!    "observedAt":"2026-11-25T08:00:00.000Z",
+//!    "location":{"type":"Point","coordinates":[144.9,-37.8]},
+//!    "totalActivePower":{"value":1.21,"unitCode":"KWT"}, "...": "..."}
 //!   ```
 //!
-//!   Every attribute is a top-level member named by its term; when it has a unit, a
-//!   sibling `<term>_unit` carries the UN/CEFACT code.
+//!   Every attribute is a top-level member named by its term: a bare value, or an
+//!   object with `value` and the UN/CEFACT `unitCode` when it has a unit.
 //! - NGSI-LD: an array of normalized entities for batch upsert, without `@context`
 //!   (terms resolve against the core context), each attribute a Property with `value`,
 //!   `observedAt` and `unitCode` when it has one, and `location` a GeoProperty Point.
@@ -92,20 +94,22 @@ fn json_value(v: &ReadingValue) -> Value {
     }
 }
 
-/// One reading as the Melbourne vendors' MQTT JSON: `(topic, payload)`.
+/// One reading as the Melbourne vendors' MQTT JSON (Polity device JSON): `(topic, payload)`.
 pub fn to_mqtt_json(r: &Reading) -> (String, Vec<u8>) {
     let mut m = Map::new();
     m.insert("id".into(), json!(r.entity_id.as_str()));
     m.insert("type".into(), json!(r.entity_type));
-    m.insert("device".into(), json!(&*r.device));
-    m.insert("ts".into(), json!(r.observed_at.to_string()));
-    m.insert("lat".into(), json!(r.location.lat));
-    m.insert("lon".into(), json!(r.location.lon));
+    m.insert("observedAt".into(), json!(r.observed_at.to_string()));
+    m.insert(
+        "location".into(),
+        json!({"type": "Point", "coordinates": [r.location.lon, r.location.lat]}),
+    );
     for a in &r.values {
-        m.insert(a.name.into(), json_value(&a.value));
-        if let Some(u) = a.unit {
-            m.insert(format!("{}_unit", a.name), json!(u));
-        }
+        let v = json_value(&a.value);
+        match a.unit {
+            Some(u) => m.insert(a.name.into(), json!({"value": v, "unitCode": u})),
+            None => m.insert(a.name.into(), v),
+        };
     }
     (
         mqtt_topic(r),
@@ -230,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn mqtt_json_is_flat_with_unit_siblings() {
+    fn mqtt_json_is_device_json_with_unit_codes() {
         for r in sample().iter().filter(|r| r.tenant.as_str() == "melbourne") {
             let (topic, payload) = to_mqtt_json(r);
             assert_eq!(
@@ -241,18 +245,21 @@ mod tests {
             assert_eq!(j["id"], r.entity_id.as_str());
             assert_eq!(j["type"], r.entity_type);
             assert_eq!(
-                Timestamp::parse(j["ts"].as_str().unwrap()).unwrap(),
+                Timestamp::parse(j["observedAt"].as_str().unwrap()).unwrap(),
                 r.observed_at
             );
+            assert_eq!(j["location"]["coordinates"][1], json!(r.location.lat));
             for a in &r.values {
-                assert_eq!(j[a.name], json_value(&a.value));
-                assert_eq!(
-                    j.get(format!("{}_unit", a.name)).and_then(Value::as_str),
-                    a.unit
-                );
+                match a.unit {
+                    Some(u) => {
+                        assert_eq!(j[a.name]["value"], json_value(&a.value));
+                        assert_eq!(j[a.name]["unitCode"], u);
+                    }
+                    None => assert_eq!(j[a.name], json_value(&a.value)),
+                }
             }
             if r.entity_type == "AirQualityObserved" {
-                assert_eq!(j["temperature_unit"], "FAH");
+                assert_eq!(j["temperature"]["unitCode"], "FAH");
             }
         }
     }

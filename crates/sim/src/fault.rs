@@ -10,7 +10,7 @@
 //! |---|---|---|---|
 //! | [`Fault::Truncated`] | CBOR cut short | JSON cut short | n/a |
 //! | [`Fault::WrongType`] | number sent as `vs` `"12,5"` | number sent as `"12,5"` | number sent as `"12,5"` |
-//! | [`Fault::BadUnit`] | unit `gal/fortnight` | `_unit` `kwh` (not a code) | `unitCode` `kwh` |
+//! | [`Fault::BadUnit`] | unit `gal/fortnight` | `unitCode` `kwh` (not a code) | `unitCode` `kwh` |
 //! | [`Fault::BadId`] | n/a | n/a | `id` with spaces (not a URI) |
 
 use serde_json::Value;
@@ -200,7 +200,7 @@ mod tests {
         assert!(serde_json::from_slice::<Value>(&p).is_err());
         let (_, p) = mqtt_message(&r, Some(Fault::BadUnit));
         let j: Value = serde_json::from_slice(&p).unwrap();
-        assert_eq!(j["waterConsumption_unit"], "kwh");
+        assert_eq!(j["waterConsumption"]["unitCode"], "kwh");
 
         let r = cities[2].reading(&cities[2].devices[0], t);
         let e = ngsild_entity(&r, Some(Fault::BadId));

@@ -29,7 +29,7 @@
 //! Some feeds deliberately use non-canonical units so Polity's normalization is
 //! exercised (canonical units are those of `polity_model::units::canonical_of`):
 //!
-//! | attribute | Adelaide (SenML `u`) | Melbourne (`<term>_unit`) | Sydney (`unitCode`) |
+//! | attribute | Adelaide (SenML `u`) | Melbourne (`unitCode`) | Sydney (`unitCode`) |
 //! |---|---|---|---|
 //! | `waterConsumption` | `m3` (MTQ) | LTR | LTR |
 //! | `flow` | `m3/s` (MQS) | L2 (l/min) | E32 (l/h) |

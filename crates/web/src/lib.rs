@@ -1,1 +1,87 @@
-//! Server-rendered pages: the national overview, with live updates over SSE.
+//! Server-rendered pages and the node's operational endpoints.
+//!
+//! This crate owns `/` (the national overview), `/health`, `/metrics` (Prometheus text),
+//! `/api/cities`, `/api/overview` and its live stream `/api/overview/stream` (SSE). Pages
+//! are plain HTML and SVG rendered by the binary: no Node build step, no client
+//! framework; a few lines of inline script apply the live updates. It reads the store and
+//! the ingest counters and never writes.
+
+pub mod overview;
+pub mod rates;
+
+use std::sync::Arc;
+
+use axum::{Router, routing::get};
+use polity_ingest::Metrics;
+use polity_model::Tenant;
+use polity_store::Store;
+use serde::Serialize;
+
+pub use rates::Rates;
+
+/// A city as the pages and `/api/cities` describe it.
+#[derive(Debug, Clone, Serialize)]
+pub struct City {
+    /// Display name, e.g. "Adelaide".
+    pub name: String,
+    /// The NGSI-LD tenant holding the city's data.
+    pub tenant: Tenant,
+    /// Names of the sources that feed it (as registered in the metrics).
+    pub sources: Vec<String>,
+    /// How its data arrives, in words ("SenML (CBOR) over CoAP").
+    pub feed: String,
+}
+
+/// What the pages read.
+#[derive(Clone)]
+pub struct WebState {
+    /// Entity state and dead letters.
+    pub store: Arc<dyn Store>,
+    /// Ingest counters.
+    pub metrics: Arc<Metrics>,
+    /// The cities this node serves.
+    pub cities: Arc<Vec<City>>,
+    /// Sampled ingest rates.
+    pub rates: Arc<Rates>,
+    /// The node's name, shown in the page title.
+    pub node_name: String,
+}
+
+/// The pages, `/health`, `/metrics` and `/api/cities`.
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/", get(overview::page))
+        .route("/api/overview", get(overview::json))
+        .route("/api/overview/stream", get(overview::stream))
+        .route("/api/cities", get(overview::cities))
+        .route("/health", get(overview::health))
+        .route("/metrics", get(overview::metrics))
+        .with_state(state)
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes() {
+        assert_eq!(
+            super::esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}

@@ -1,0 +1,580 @@
+//! Entity routes: retrieve, query, create, batch upsert, and type discovery.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State, rejection::BytesRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use polity_model::{
+    Batch, EntityId, EntityState, PrivacyClass, Tenant, Timestamp,
+    ngsild::{Format, ParseDefaults, RenderOptions, parse_entity, render_entity},
+};
+use polity_store::EntityQuery;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    ApiState,
+    problem::{ErrorType, Problem},
+    request::{self, ActiveContext, Media},
+};
+
+/// Runs a store call off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, polity_store::StoreError> + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(Problem::internal)?
+        .map_err(Problem::internal)
+}
+
+/// Reads a JSON body, turning size and syntax errors into ProblemDetails.
+pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<(Bytes, Value), Problem> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                ErrorType::PayloadTooLarge,
+                "the body is larger than this node accepts; send smaller batches",
+            )
+        } else {
+            Problem::invalid(format!("could not read the body: {e}"))
+        }
+    })?;
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::invalid(format!("the body is not valid JSON: {e}")))?;
+    Ok((bytes, v))
+}
+
+/// Writes `body` in the negotiated media type, with the context as Link header or in the body.
+pub(crate) fn respond(
+    status: StatusCode,
+    mut body: Value,
+    media: Media,
+    ctx: &ActiveContext,
+) -> Response {
+    if media == Media::JsonLd {
+        match &mut body {
+            Value::Object(m) => {
+                m.insert("@context".into(), ctx.reference.clone());
+            }
+            Value::Array(items) => {
+                for it in items {
+                    if let Value::Object(m) = it {
+                        m.insert("@context".into(), ctx.reference.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut r = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, media.content_type());
+    if media == Media::Json
+        && let Some(link) = ctx.link_header()
+    {
+        r.headers_mut().insert(header::LINK, link);
+    }
+    r
+}
+
+/// Fails with NonexistentTenant when a tenant named in the header holds no data.
+pub(crate) async fn require_tenant(
+    st: &ApiState,
+    tenant: &Tenant,
+    explicit: bool,
+) -> Result<(), Problem> {
+    if !explicit {
+        return Ok(());
+    }
+    let store = st.store.clone();
+    let t = tenant.clone();
+    let known = blocking(move || Ok(store.tenants()?.contains(&t))).await?;
+    if known {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            ErrorType::NonexistentTenant,
+            format!("tenant `{tenant}` does not exist on this node"),
+        ))
+    }
+}
+
+/// Common query parameters of entity retrieval and query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityParams {
+    /// Entity types, comma-separated.
+    #[serde(rename = "type")]
+    pub entity_type: Option<String>,
+    /// Entity ids, comma-separated.
+    pub id: Option<String>,
+    /// Attributes to return, comma-separated.
+    pub attrs: Option<String>,
+    /// `keyValues`, `concise`, `normalized`, `sysAttrs`, comma-separated.
+    pub options: Option<String>,
+    /// NGSI-LD 1.8 `format` parameter.
+    pub format: Option<String>,
+    /// Page size.
+    pub limit: Option<usize>,
+    /// Page offset.
+    pub offset: Option<usize>,
+    /// Whether to return `NGSILD-Results-Count`.
+    pub count: Option<bool>,
+    /// The q-language filter (not yet supported here).
+    pub q: Option<String>,
+    /// Geo-query parameters (not yet supported here).
+    pub georel: Option<String>,
+}
+
+fn render_options(p: &EntityParams, ctx: &ActiveContext) -> Result<RenderOptions, Problem> {
+    let mut format = Format::Normalized;
+    let mut sys_attrs = false;
+    for o in p
+        .options
+        .iter()
+        .flat_map(|s| s.split(','))
+        .chain(p.format.iter().map(|s| s.as_str()))
+    {
+        match o.trim() {
+            "keyValues" | "simplified" => format = Format::KeyValues,
+            "concise" => format = Format::Concise,
+            "normalized" => format = Format::Normalized,
+            "sysAttrs" => sys_attrs = true,
+            "" => {}
+            other => {
+                return Err(Problem::bad_data(format!(
+                    "unknown option `{other}`; use keyValues, concise, normalized or sysAttrs"
+                )));
+            }
+        }
+    }
+    let attrs = p.attrs.as_ref().map(|a| {
+        a.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| ctx.context.expand_term(s.trim()).into_owned())
+            .collect::<Vec<_>>()
+    });
+    Ok(RenderOptions {
+        format,
+        sys_attrs,
+        attrs,
+        include_context: None,
+    })
+}
+
+fn parse_id(s: &str) -> Result<EntityId, Problem> {
+    EntityId::new(s).map_err(|e| Problem::bad_data(e.to_string()))
+}
+
+/// `GET /ngsi-ld/v1/entities/{id}`.
+pub async fn retrieve(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+    Query(p): Query<EntityParams>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let media = request::accept(&headers)?;
+    let ctx = request::context_from_headers(&headers, &st.contexts)?;
+    let (tenant, explicit) = request::tenant(&headers, &st.default_tenant)?;
+    let id = parse_id(&id)?;
+    let opts = render_options(&p, &ctx)?;
+    require_tenant(&st, &tenant, explicit).await?;
+    let store = st.store.clone();
+    let (t, i) = (tenant.clone(), id.clone());
+    let found = blocking(move || store.entity(&t, &i)).await?;
+    let Some(state) = found else {
+        return Err(Problem::not_found(format!(
+            "entity `{id}` does not exist in tenant `{tenant}`"
+        )));
+    };
+    if let Some(types) = &p.entity_type {
+        let wanted: Vec<_> = types
+            .split(',')
+            .map(|t| ctx.context.expand_term(t.trim()).into_owned())
+            .collect();
+        if !wanted.iter().any(|t| *t == *state.entity_type) {
+            return Err(Problem::not_found(format!(
+                "entity `{id}` is not of type {types}"
+            )));
+        }
+    }
+    Ok(respond(
+        StatusCode::OK,
+        render_entity(&state, &ctx.context, &opts),
+        media,
+        &ctx,
+    ))
+}
+
+/// `GET /ngsi-ld/v1/entities`: query by type and/or id, paginated.
+pub async fn query(
+    State(st): State<ApiState>,
+    Query(p): Query<EntityParams>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let media = request::accept(&headers)?;
+    let ctx = request::context_from_headers(&headers, &st.contexts)?;
+    let (tenant, explicit) = request::tenant(&headers, &st.default_tenant)?;
+    if p.q.is_some() || p.georel.is_some() {
+        return Err(Problem::new(
+            ErrorType::OperationNotSupported,
+            "q and geo-queries are not supported by this node yet; filter by type, id and attrs",
+        ));
+    }
+    if p.entity_type.is_none() && p.id.is_none() && p.attrs.is_none() {
+        return Err(Problem::bad_data(
+            "an entity query needs at least one of type, id, attrs, q or geoQ",
+        ));
+    }
+    let limit = p.limit.unwrap_or(st.limits.default_limit);
+    if limit > st.limits.max_limit {
+        return Err(Problem::new(
+            ErrorType::TooManyResults,
+            format!(
+                "limit {limit} is above this node's maximum of {}; page with offset",
+                st.limits.max_limit
+            ),
+        ));
+    }
+    let offset = p.offset.unwrap_or(0);
+    let opts = render_options(&p, &ctx)?;
+    let types: Vec<Arc<str>> = p
+        .entity_type
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.trim().is_empty())
+        .map(|t| Arc::from(ctx.context.expand_term(t.trim()).as_ref()))
+        .collect();
+    let ids = match &p.id {
+        Some(s) => Some(
+            s.split(',')
+                .map(|i| parse_id(i.trim()))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
+    require_tenant(&st, &tenant, explicit).await?;
+    let store = st.store.clone();
+    let want_count = p.count.unwrap_or(false);
+    let attr_filter = opts.attrs.clone();
+    let (page, total) = blocking(move || {
+        let type_list: Vec<Option<Arc<str>>> = if types.is_empty() {
+            vec![None]
+        } else {
+            types.into_iter().map(Some).collect()
+        };
+        let mut all: Vec<EntityState> = Vec::new();
+        let mut total = 0u64;
+        for ty in type_list {
+            let q = EntityQuery {
+                entity_type: ty.clone(),
+                ids: ids.clone(),
+                after: None,
+                limit: offset + limit,
+            };
+            let mut found = store.entities(&tenant, &q)?;
+            if let Some(attrs) = &attr_filter {
+                found.retain(|e| e.attrs.iter().any(|a| attrs.iter().any(|w| **w == *a.attr)));
+            }
+            if want_count {
+                total += if ids.is_none() && attr_filter.is_none() {
+                    store.count_entities(&tenant, ty.as_deref())?
+                } else {
+                    found.len() as u64
+                };
+            }
+            all.extend(found);
+        }
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        let page: Vec<EntityState> = all.into_iter().skip(offset).take(limit).collect();
+        Ok((page, total))
+    })
+    .await?;
+    let body = Value::Array(
+        page.iter()
+            .map(|e| render_entity(e, &ctx.context, &opts))
+            .collect(),
+    );
+    let mut r = respond(StatusCode::OK, body, media, &ctx);
+    if want_count {
+        r.headers_mut()
+            .insert("NGSILD-Results-Count", HeaderValue::from(total));
+    }
+    Ok(r)
+}
+
+/// Parses each entity of a write, dead-lettering those that fail.
+async fn parse_entities(
+    st: &ApiState,
+    tenant: &Tenant,
+    ctx: &ActiveContext,
+    items: Vec<Value>,
+) -> (
+    Vec<polity_model::ngsild::ParsedEntity>,
+    Vec<(Option<String>, Problem)>,
+) {
+    let defaults = ParseDefaults {
+        observed_at: Timestamp::now(),
+        privacy: PrivacyClass::Public,
+    };
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for item in items {
+        match parse_entity(&item, &ctx.context, &defaults) {
+            Ok(e) => ok.push(e),
+            Err(e) => {
+                let id = item.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+                let problem = Problem::bad_data(e.to_string());
+                reject(st, tenant, &problem.detail, &item).await;
+                failed.push((id, problem));
+            }
+        }
+    }
+    (ok, failed)
+}
+
+/// Keeps rejected HTTP input in the dead-letter store and counts it.
+pub(crate) async fn reject(st: &ApiState, tenant: &Tenant, reason: &str, body: &Value) {
+    let payload = serde_json::to_vec(body).unwrap_or_default();
+    if let Err(e) = st
+        .ingest
+        .dead_letter(
+            &st.http_source,
+            Some(tenant.clone()),
+            reason.to_owned(),
+            Some("application/json".into()),
+            payload,
+        )
+        .await
+    {
+        tracing::error!(error = %e, "could not keep rejected HTTP input as a dead letter");
+    }
+}
+
+async fn commit(
+    st: &ApiState,
+    tenant: &Tenant,
+    entities: Vec<polity_model::ngsild::ParsedEntity>,
+) -> Result<(), Problem> {
+    let observations: Vec<_> = entities.into_iter().flat_map(|e| e.observations).collect();
+    let batch = Batch {
+        tenant: tenant.clone(),
+        source: Arc::from(st.http_source.name.as_str()),
+        observations,
+    };
+    st.ingest
+        .submit(batch, &st.http_source)
+        .await
+        .map_err(|e| Problem::new(ErrorType::ServiceUnavailable, e.to_string()))
+}
+
+async fn existing(
+    st: &ApiState,
+    tenant: &Tenant,
+    ids: Vec<EntityId>,
+) -> Result<BTreeSet<EntityId>, Problem> {
+    let store = st.store.clone();
+    let t = tenant.clone();
+    blocking(move || {
+        let mut found = BTreeSet::new();
+        for id in ids {
+            if store.entity(&t, &id)?.is_some() {
+                found.insert(id);
+            }
+        }
+        Ok(found)
+    })
+    .await
+}
+
+/// `POST /ngsi-ld/v1/entities`: create one entity; 409 if it exists.
+pub async fn create(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let (tenant, _) = request::tenant(&headers, &st.default_tenant)?;
+    let (raw, v) = match json_body(body) {
+        Ok(x) => x,
+        Err(p) => {
+            reject(&st, &tenant, &p.detail, &Value::Null).await;
+            return Err(p);
+        }
+    };
+    st.http_source.message(raw.len());
+    let ctx = request::context_for_body(&headers, &v, &st.contexts)?;
+    if !v.is_object() {
+        reject(
+            &st,
+            &tenant,
+            "the body of an entity creation must be one JSON object",
+            &v,
+        )
+        .await;
+        return Err(Problem::bad_data(
+            "the body of an entity creation must be one JSON object",
+        ));
+    }
+    let (mut ok, mut failed) = parse_entities(&st, &tenant, &ctx, vec![v]).await;
+    if let Some((_, p)) = failed.pop() {
+        return Err(p);
+    }
+    let Some(entity) = ok.pop() else {
+        return Err(Problem::bad_data("no entity in the body"));
+    };
+    let id = entity.id.clone();
+    if !existing(&st, &tenant, vec![id.clone()]).await?.is_empty() {
+        return Err(Problem::new(
+            ErrorType::AlreadyExists,
+            format!("entity `{id}` already exists in tenant `{tenant}`"),
+        ));
+    }
+    commit(&st, &tenant, vec![entity]).await?;
+    let mut r = StatusCode::CREATED.into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/ngsi-ld/v1/entities/{id}")) {
+        r.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(r)
+}
+
+/// `POST /ngsi-ld/v1/entityOperations/upsert`: 201 with the created ids, 204 when all
+/// existed, 207 with a BatchOperationResult when some entities were rejected.
+pub async fn batch_upsert(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let (tenant, _) = request::tenant(&headers, &st.default_tenant)?;
+    let (raw, v) = match json_body(body) {
+        Ok(x) => x,
+        Err(p) => {
+            reject(&st, &tenant, &p.detail, &Value::Null).await;
+            return Err(p);
+        }
+    };
+    st.http_source.message(raw.len());
+    let Value::Array(items) = v else {
+        let p = Problem::bad_data("a batch upsert body must be a JSON array of entities");
+        reject(&st, &tenant, &p.detail, &v).await;
+        return Err(p);
+    };
+    if items.len() > st.limits.max_batch {
+        return Err(Problem::bad_data(format!(
+            "{} entities in one batch; send at most {}",
+            items.len(),
+            st.limits.max_batch
+        )));
+    }
+    let ctx = request::context_for_body(&headers, &Value::Array(items.clone()), &st.contexts)?;
+    let (ok, failed) = parse_entities(&st, &tenant, &ctx, items).await;
+    let ids: Vec<EntityId> = ok.iter().map(|e| e.id.clone()).collect();
+    let before = existing(&st, &tenant, ids.clone()).await?;
+    if !ok.is_empty() {
+        commit(&st, &tenant, ok).await?;
+    }
+    let created: Vec<String> = ids
+        .iter()
+        .filter(|i| !before.contains(*i))
+        .map(|i| i.to_string())
+        .collect();
+    if !failed.is_empty() {
+        let errors: Vec<Value> = failed
+            .into_iter()
+            .map(|(id, p)| json!({ "entityId": id, "error": p.to_json() }))
+            .collect();
+        let success: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        let body = json!({ "success": success, "errors": errors });
+        let mut r = (
+            StatusCode::MULTI_STATUS,
+            serde_json::to_vec(&body).unwrap_or_default(),
+        )
+            .into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Ok(r);
+    }
+    if created.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let mut r = (
+        StatusCode::CREATED,
+        serde_json::to_vec(&created).unwrap_or_default(),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// Parameters of `GET /types`.
+#[derive(Debug, Default, Deserialize)]
+pub struct TypeParams {
+    /// Whether to return full EntityType objects.
+    pub details: Option<bool>,
+}
+
+/// `GET /ngsi-ld/v1/types`: an EntityTypeList, or EntityType details.
+pub async fn types(
+    State(st): State<ApiState>,
+    Query(p): Query<TypeParams>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let media = request::accept(&headers)?;
+    let ctx = request::context_from_headers(&headers, &st.contexts)?;
+    let (tenant, explicit) = request::tenant(&headers, &st.default_tenant)?;
+    require_tenant(&st, &tenant, explicit).await?;
+    let store = st.store.clone();
+    let details = p.details.unwrap_or(false);
+    let t = tenant.clone();
+    let found = blocking(move || {
+        let mut out = Vec::new();
+        for (ty, _) in store.types(&t)? {
+            let mut attrs = BTreeSet::new();
+            if details {
+                let q = EntityQuery {
+                    entity_type: Some(ty.clone()),
+                    ids: None,
+                    after: None,
+                    limit: 10_000,
+                };
+                for e in store.entities(&t, &q)? {
+                    attrs.extend(e.attrs.iter().map(|a| a.attr.clone()));
+                }
+            }
+            out.push((ty, attrs));
+        }
+        Ok(out)
+    })
+    .await?;
+    let body = if details {
+        Value::Array(
+            found
+                .iter()
+                .map(|(ty, attrs)| {
+                    json!({
+                        "id": &**ty,
+                        "type": "EntityType",
+                        "typeName": ctx.context.compact_iri(ty),
+                        "attributeNames": attrs.iter().map(|a| ctx.context.compact_iri(a).into_owned()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        )
+    } else {
+        json!({
+            "id": format!("urn:ngsi-ld:EntityTypeList:{tenant}"),
+            "type": "EntityTypeList",
+            "typeList": found.iter().map(|(ty, _)| ctx.context.compact_iri(ty).into_owned()).collect::<Vec<_>>(),
+        })
+    };
+    Ok(respond(StatusCode::OK, body, media, &ctx))
+}

@@ -1,0 +1,304 @@
+//! The node configuration file (TOML), read by `polity serve --config` and checked by
+//! `polity validate`.
+//!
+//! Every struct denies unknown fields, so a misspelt option is an error with its
+//! position rather than a silently ignored line. Every field's default is documented
+//! here, and `docs/CONFIGURATION.md` reproduces this reference.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
+use polity_ingest::sources::{coap::CoapSourceConfig, mqtt::MqttSourceConfig};
+use polity_model::Tenant;
+use serde::Deserialize;
+
+/// A node's whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The node itself.
+    #[serde(default)]
+    pub node: NodeSection,
+    /// Tuning of the write path.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+    /// An embedded MQTT broker for devices, for the demo and small sites. Default: none.
+    #[serde(default)]
+    pub broker: Option<BrokerSection>,
+    /// The cities this node serves, for `/api/cities` and the overview page.
+    #[serde(default)]
+    pub cities: Vec<CitySection>,
+    /// Sources by name. Default: none (the NGSI-LD HTTP API is always on).
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceSection>,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Shown in page titles and logs. Default `"polity"`.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// HTTP listen address of the NGSI-LD API, pages, `/health` and `/metrics`.
+    /// Default `127.0.0.1:8080`. Overridden by `--http`.
+    #[serde(default = "default_http")]
+    pub http: SocketAddr,
+    /// Where the embedded store keeps its files. Default `./polity-data`. Overridden by `--data-dir`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The tenant of NGSI-LD requests without an `NGSILD-Tenant` header. Default `default`.
+    #[serde(default = "default_tenant")]
+    pub default_tenant: Tenant,
+    /// Largest HTTP request body in bytes. Default 8388608 (8 MiB).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            name: default_name(),
+            http: default_http(),
+            data_dir: default_data_dir(),
+            default_tenant: default_tenant(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+fn default_name() -> String {
+    "polity".into()
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./polity-data")
+}
+fn default_tenant() -> Tenant {
+    Tenant::new("default").expect("valid tenant")
+}
+fn default_max_body() -> usize {
+    8 << 20
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    /// Submissions that may wait for the writer before sources are slowed. Default 4096.
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
+    /// Most observations in one group commit. Default 100000.
+    #[serde(default = "default_group")]
+    pub max_group_observations: usize,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection {
+            queue_capacity: default_queue(),
+            max_group_observations: default_group(),
+        }
+    }
+}
+
+fn default_queue() -> usize {
+    4096
+}
+fn default_group() -> usize {
+    100_000
+}
+
+/// `[broker]`: the embedded MQTT broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSection {
+    /// MQTT listen address. Default `127.0.0.1:1884` (1883 is often taken by a system
+    /// broker such as Mosquitto). Overridden by `--mqtt-listen`.
+    #[serde(default = "default_mqtt")]
+    pub listen: SocketAddr,
+}
+
+fn default_mqtt() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1884))
+}
+
+/// `[[cities]]`: a city served by this node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CitySection {
+    /// Display name, e.g. `"Adelaide"`. Required.
+    pub name: String,
+    /// The city's NGSI-LD tenant. Required.
+    pub tenant: Tenant,
+    /// How the city's data arrives, in words. Default: derived from its sources.
+    #[serde(default)]
+    pub feed: Option<String>,
+    /// Names of the sources that feed the city. Default: none.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+/// `[sources.NAME]`: one source, by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum SourceSection {
+    /// CoAP over UDP: SenML (JSON, CBOR) and device JSON.
+    Coap(CoapSourceConfig),
+    /// An MQTT subscription: SenML and device JSON.
+    Mqtt(MqttSourceConfig),
+}
+
+/// A problem in a config file, with its position.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// 1-based line and column of byte offset `at` in `text`.
+pub fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = &text[..text.floor_char_boundary(at)];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+/// Parses and checks a config file's text.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let cfg: Config = toml::from_str(text).map_err(|e| ConfigError {
+        file: file.to_owned(),
+        position: e.span().map(|s| line_col(text, s.start)),
+        message: e.message().trim().to_owned(),
+    })?;
+    check(&cfg).map_err(|(needle, message)| ConfigError {
+        file: file.to_owned(),
+        position: needle
+            .and_then(|n| text.find(&n))
+            .map(|at| line_col(text, at)),
+        message,
+    })?;
+    Ok(cfg)
+}
+
+/// Sources every node has: the HTTP routes of the NGSI-LD API and of SenML ingest.
+pub const BUILT_IN_SOURCES: [&str; 2] = ["http-ngsi-ld", "http-senml"];
+
+/// Cross-field checks that serde cannot express. Returns text to locate and the message.
+fn check(cfg: &Config) -> Result<(), (Option<String>, String)> {
+    let mut tenants = std::collections::BTreeSet::new();
+    for c in &cfg.cities {
+        if !tenants.insert(c.tenant.clone()) {
+            return Err((
+                Some(format!("\"{}\"", c.tenant)),
+                format!(
+                    "two cities use tenant `{}`; give each city its own tenant",
+                    c.tenant
+                ),
+            ));
+        }
+        for s in &c.sources {
+            if !cfg.sources.contains_key(s) && !BUILT_IN_SOURCES.contains(&s.as_str()) {
+                return Err((
+                    Some(format!("\"{s}\"")),
+                    format!(
+                        "city `{}` names source `{s}`, which is not defined; add a [sources.{s}] table or use a built-in source (http-ngsi-ld, http-senml)",
+                        c.name
+                    ),
+                ));
+            }
+        }
+    }
+    let mut listens = BTreeMap::new();
+    listens.insert(cfg.node.http.to_string(), "node.http".to_owned());
+    if let Some(b) = &cfg.broker
+        && let Some(other) = listens.insert(b.listen.to_string(), "broker.listen".into())
+    {
+        return Err((
+            Some("[broker]".into()),
+            format!(
+                "broker.listen {} is also used by {other}; choose another port",
+                b.listen
+            ),
+        ));
+    }
+    for (name, s) in &cfg.sources {
+        if let SourceSection::Coap(c) = s {
+            let key = format!("sources.{name}.listen");
+            if let Some(other) = listens.insert(c.listen.to_string(), key.clone()) {
+                return Err((
+                    Some(format!("[sources.{name}]")),
+                    format!(
+                        "{key} {} is also used by {other}; choose another port",
+                        c.listen
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_an_empty_node() {
+        let c = parse("x.toml", "").unwrap();
+        assert_eq!(c.node.http.port(), 8080);
+        assert!(c.sources.is_empty());
+    }
+
+    #[test]
+    fn unknown_field_is_reported_with_position() {
+        let text = "[node]\nname = \"a\"\nhttp_port = 9\n";
+        let e = parse("node.toml", text).unwrap_err();
+        assert_eq!(e.position, Some((3, 1)), "{e}");
+        assert!(e.to_string().starts_with("node.toml:3:1: "), "{e}");
+        assert!(e.message.contains("http_port"), "{e}");
+    }
+
+    #[test]
+    fn bad_tenant_is_reported() {
+        let text = "[[cities]]\nname = \"Adelaide\"\ntenant = \"Adelaide City\"\n";
+        let e = parse("c.toml", text).unwrap_err();
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+        assert!(e.message.contains("tenant"), "{e}");
+    }
+
+    #[test]
+    fn undefined_source_is_reported() {
+        let text = "[[cities]]\nname = \"Adelaide\"\ntenant = \"adelaide\"\nsources = [\"nope\"]\n";
+        let e = parse("c.toml", text).unwrap_err();
+        assert_eq!(e.position, Some((4, 12)), "{e}");
+    }
+
+    #[test]
+    fn line_col_counts_chars() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("", 0), (1, 1));
+    }
+}

@@ -1,0 +1,280 @@
+//! Starting a node: the one code path shared by `polity serve` and `polity up`.
+//!
+//! Order matters for the user: storage first (so a locked data dir fails before any
+//! port is taken), then every listener is bound before anything is announced, so a busy
+//! port fails start-up with the flag to change instead of half a node.
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Instant};
+
+use anyhow::Context as _;
+use polity_broker::EmbeddedBroker;
+use polity_bus::Bus;
+use polity_ingest::{
+    IngestHandle, Metrics, Normalizer, PipelineOptions, Writer,
+    sources::{SourceContext, coap::CoapSource, mqtt::MqttSource},
+};
+use polity_store::{Store, fjall::FjallStore};
+use polity_web::{City, Rates, WebState};
+use tokio::{sync::watch, task::JoinHandle};
+
+use crate::config::{Config, SourceSection};
+
+/// Flags that name each listener in error messages, so the user knows what to change.
+#[derive(Debug, Clone)]
+pub struct FlagNames {
+    /// The HTTP listener.
+    pub http: &'static str,
+    /// The embedded broker.
+    pub mqtt: &'static str,
+    /// CoAP sources.
+    pub coap: &'static str,
+}
+
+impl FlagNames {
+    /// Names for a node started from a config file.
+    pub fn config() -> Self {
+        FlagNames {
+            http: "--http or node.http",
+            mqtt: "--mqtt-listen or broker.listen",
+            coap: "--coap-listen or sources.<name>.listen",
+        }
+    }
+}
+
+/// Prints start-up progress lines.
+pub struct Progress {
+    started: Instant,
+    quiet: bool,
+}
+
+impl Progress {
+    /// Progress printed to stdout unless `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        Progress {
+            started: Instant::now(),
+            quiet,
+        }
+    }
+
+    /// One finished step.
+    pub fn step(&self, what: impl std::fmt::Display) {
+        if !self.quiet {
+            println!(
+                "  ✓ {what}  ({:.1} s)",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    /// The HTTP address actually bound.
+    pub http: SocketAddr,
+    /// The embedded broker's address, if one runs.
+    pub mqtt: Option<SocketAddr>,
+    /// Bound CoAP sources by name.
+    pub coap: BTreeMap<String, SocketAddr>,
+    /// The ingest handle (for in-process producers such as benchmarks).
+    pub ingest: IngestHandle,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Committed batches, for in-process sinks.
+    pub bus: Bus,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    writer: Option<Writer>,
+    _broker: Option<EmbeddedBroker>,
+}
+
+fn bind_error(e: std::io::Error, addr: SocketAddr, flag: &str) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        anyhow::anyhow!(
+            "{addr} is already in use by another program; choose another address with {flag}"
+        )
+    } else {
+        anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with {flag}")
+    }
+}
+
+/// Starts a node from `cfg`.
+pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyhow::Result<Node> {
+    let dir = cfg.node.data_dir.clone();
+    let store: Arc<dyn Store> = {
+        let d = dir.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || FjallStore::open(&d, Default::default()))
+                .await?
+                .with_context(|| format!("opening the data directory {}", dir.display()))?,
+        )
+    };
+    progress.step(format_args!(
+        "storage ready in {} (embedded, fjall)",
+        dir.display()
+    ));
+
+    let metrics = Metrics::new();
+    let bus = Bus::default();
+    let opts = PipelineOptions {
+        queue_capacity: cfg.pipeline.queue_capacity,
+        max_group_observations: cfg.pipeline.max_group_observations,
+    };
+    let (ingest, writer) = polity_ingest::start(
+        store.clone(),
+        bus.clone(),
+        metrics.clone(),
+        Normalizer::new(),
+        opts,
+    )
+    .context("starting the writer thread")?;
+    progress.step("ingest pipeline running (bounded queue, group commit)");
+
+    let listener = tokio::net::TcpListener::bind(cfg.node.http)
+        .await
+        .map_err(|e| bind_error(e, cfg.node.http, flags.http))?;
+    let http = listener.local_addr()?;
+
+    let broker = match &cfg.broker {
+        Some(b) => {
+            let broker = EmbeddedBroker::start(b.listen).map_err(|e| {
+                anyhow::anyhow!("{e}").context(format!(
+                    "starting the embedded MQTT broker (change it with {})",
+                    flags.mqtt
+                ))
+            })?;
+            progress.step(format_args!(
+                "embedded MQTT broker listening on {}",
+                broker.local_addr()
+            ));
+            Some(broker)
+        }
+        None => None,
+    };
+    let mqtt = broker.as_ref().map(|b| b.local_addr());
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut coap = BTreeMap::new();
+    for (name, section) in &cfg.sources {
+        let ctx = SourceContext {
+            name: name.clone(),
+            ingest: ingest.clone(),
+            metrics: metrics.clone(),
+        };
+        match section {
+            SourceSection::Coap(c) => {
+                let src = CoapSource::bind(c.clone(), ctx).await.map_err(|e| {
+                    anyhow::anyhow!("{e}").context(format!(
+                        "starting CoAP source `{name}` (change it with {})",
+                        flags.coap
+                    ))
+                })?;
+                let addr = src.local_addr();
+                coap.insert(name.clone(), addr);
+                progress.step(format_args!(
+                    "CoAP source `{name}` listening on udp://{addr}"
+                ));
+                let rx = shutdown_rx.clone();
+                tasks.push(tokio::spawn(async move { src.run(rx).await }));
+            }
+            SourceSection::Mqtt(m) => {
+                let mut m = m.clone();
+                // A source pointed at the embedded broker's configured address follows it
+                // when it was started on another port (e.g. port 0 in tests).
+                if let (Some(b), Some(addr)) = (&cfg.broker, mqtt)
+                    && m.broker == b.listen.to_string()
+                {
+                    m.broker = addr.to_string();
+                }
+                let detail = m.broker.clone();
+                let src = MqttSource::new(m, ctx).map_err(|e| {
+                    anyhow::anyhow!("{e}").context(format!("starting MQTT source `{name}`"))
+                })?;
+                progress.step(format_args!("MQTT source `{name}` subscribing at {detail}"));
+                let rx = shutdown_rx.clone();
+                tasks.push(tokio::spawn(async move { src.run(rx).await }));
+            }
+        }
+    }
+
+    let mut api = polity_ngsild::ApiState::new(store.clone(), ingest.clone(), &metrics);
+    api.default_tenant = cfg.node.default_tenant.clone();
+    api.limits.max_body = cfg.node.max_body_bytes;
+    let rates = Arc::new(Rates::default());
+    tasks.push(rates.spawn_sampler(metrics.clone()));
+    let cities = cfg
+        .cities
+        .iter()
+        .map(|c| City {
+            name: c.name.clone(),
+            tenant: c.tenant.clone(),
+            sources: c.sources.clone(),
+            feed: c
+                .feed
+                .clone()
+                .unwrap_or_else(|| describe_feed(cfg, &c.sources)),
+        })
+        .collect();
+    let web = WebState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        cities: Arc::new(cities),
+        rates,
+        node_name: cfg.node.name.clone(),
+    };
+    let app = polity_ngsild::router(api).merge(polity_web::router(web));
+    let mut rx = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    }));
+    progress.step(format_args!("NGSI-LD API and pages on http://{http}"));
+
+    Ok(Node {
+        http,
+        mqtt,
+        coap,
+        ingest,
+        metrics,
+        bus,
+        shutdown,
+        tasks,
+        writer: Some(writer),
+        _broker: broker,
+    })
+}
+
+fn describe_feed(cfg: &Config, sources: &[String]) -> String {
+    let parts: Vec<String> = sources
+        .iter()
+        .filter_map(|s| cfg.sources.get(s))
+        .map(|s| match s {
+            SourceSection::Coap(_) => "SenML over CoAP".to_owned(),
+            SourceSection::Mqtt(_) => "JSON over MQTT".to_owned(),
+        })
+        .collect();
+    if parts.is_empty() {
+        "NGSI-LD over HTTP".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+impl Node {
+    /// Stops every source and the server, then lets the writer drain and stop.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        drop(self.ingest);
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+    }
+}

@@ -1,0 +1,865 @@
+//! The on-disk byte layout of the embedded backend: order-preserving keys and compact,
+//! versioned values.
+//!
+//! This module owns every byte the fjall backend writes. It does no I/O. Decoding never
+//! panics: any malformed input gives a [`DecodeError`], which the backend turns into a
+//! [`crate::StoreError::Corrupt`] naming the key.
+//!
+//! Keys are built from components that sort the way the values they encode sort:
+//! strings are escaped (`00` becomes `00 FF`) and terminated by `00 00`, so a shorter
+//! string sorts before its extensions and any byte may appear in a name; timestamps are
+//! big-endian with the sign bit flipped, so negative times sort before positive ones.
+
+use std::sync::Arc;
+
+use polity_model::{EntityId, Observation, PrivacyClass, Tenant, Timestamp, UnitCode, Value};
+
+/// Malformed bytes: what was expected where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DecodeError(pub(crate) String);
+
+impl DecodeError {
+    fn new(what: impl Into<String>) -> Self {
+        DecodeError(what.into())
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) type DResult<T> = Result<T, DecodeError>;
+
+/// The value format version written as the first byte of every value.
+pub(crate) const VALUE_VERSION: u8 = 1;
+
+// ---------------------------------------------------------------------------------------
+// Primitive writers and a bounds-checked reader.
+
+pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+pub(crate) fn put_i64(buf: &mut Vec<u8>, v: i64) {
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+pub(crate) fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
+    put_varint(buf, b.len() as u64);
+    buf.extend_from_slice(b);
+}
+
+pub(crate) fn put_str(buf: &mut Vec<u8>, s: &str) {
+    put_bytes(buf, s.as_bytes());
+}
+
+pub(crate) fn put_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => buf.push(0),
+        Some(s) => {
+            buf.push(1);
+            put_str(buf, s);
+        }
+    }
+}
+
+/// A cursor over a byte slice whose every read is bounds-checked.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    pub(crate) fn u8(&mut self) -> DResult<u8> {
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or_else(|| DecodeError::new("unexpected end of record"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> DResult<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| DecodeError::new("a length runs past the end of the record"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self) -> DResult<[u8; N]> {
+        let s = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    pub(crate) fn varint(&mut self) -> DResult<u64> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::new("varint longer than 10 bytes"))
+    }
+
+    pub(crate) fn len(&mut self) -> DResult<usize> {
+        let n = self.varint()?;
+        let n =
+            usize::try_from(n).map_err(|_| DecodeError::new("length does not fit in memory"))?;
+        if n > self.buf.len().saturating_sub(self.pos) {
+            return Err(DecodeError::new("a length runs past the end of the record"));
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn i64(&mut self) -> DResult<i64> {
+        Ok(i64::from_le_bytes(self.array::<8>()?))
+    }
+
+    pub(crate) fn bytes(&mut self) -> DResult<&'a [u8]> {
+        let n = self.len()?;
+        self.take(n)
+    }
+
+    pub(crate) fn str(&mut self) -> DResult<&'a str> {
+        let b = self.bytes()?;
+        std::str::from_utf8(b).map_err(|_| DecodeError::new("text is not UTF-8"))
+    }
+
+    pub(crate) fn opt_str(&mut self) -> DResult<Option<&'a str>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => self.str().map(Some),
+            t => Err(DecodeError::new(format!(
+                "option tag {t} is neither 0 nor 1"
+            ))),
+        }
+    }
+
+    pub(crate) fn timestamp(&mut self) -> DResult<Timestamp> {
+        let ms = self.i64()?;
+        let t = Timestamp::from_millis(ms);
+        if t.as_millis() != ms {
+            return Err(DecodeError::new(format!(
+                "time {ms} ms is outside years 1 to 9999"
+            )));
+        }
+        Ok(t)
+    }
+
+    pub(crate) fn finish(&self) -> DResult<()> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::new(format!(
+                "{} unexpected bytes after the end of the record",
+                self.buf.len() - self.pos
+            )))
+        }
+    }
+
+    pub(crate) fn version(&mut self) -> DResult<()> {
+        match self.u8()? {
+            VALUE_VERSION => Ok(()),
+            v => Err(DecodeError::new(format!(
+                "record format {v} is not known to this build (it reads format {VALUE_VERSION}); \
+                 was the data directory written by a newer polity?"
+            ))),
+        }
+    }
+
+    // Key components.
+
+    /// An escaped, terminated key string (see the module docs).
+    pub(crate) fn key_str(&mut self) -> DResult<String> {
+        let mut out = Vec::new();
+        loop {
+            let b = self.u8()?;
+            if b != 0 {
+                out.push(b);
+                continue;
+            }
+            match self.u8()? {
+                0x00 => break,
+                0xFF => out.push(0),
+                x => {
+                    return Err(DecodeError::new(format!(
+                        "bad escape 00 {x:02X} in a key string"
+                    )));
+                }
+            }
+        }
+        String::from_utf8(out).map_err(|_| DecodeError::new("key text is not UTF-8"))
+    }
+
+    pub(crate) fn key_opt_str(&mut self) -> DResult<Option<String>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => self.key_str().map(Some),
+            t => Err(DecodeError::new(format!(
+                "key option tag {t} is neither 0 nor 1"
+            ))),
+        }
+    }
+
+    pub(crate) fn key_time(&mut self) -> DResult<Timestamp> {
+        let raw = u64::from_be_bytes(self.array::<8>()?);
+        let ms = (raw ^ (1 << 63)) as i64;
+        let t = Timestamp::from_millis(ms);
+        if t.as_millis() != ms {
+            return Err(DecodeError::new(format!(
+                "time {ms} ms is outside years 1 to 9999"
+            )));
+        }
+        Ok(t)
+    }
+
+    pub(crate) fn key_u64(&mut self) -> DResult<u64> {
+        Ok(u64::from_be_bytes(self.array::<8>()?))
+    }
+
+    pub(crate) fn key_tenant(&mut self) -> DResult<Tenant> {
+        let s = self.key_str()?;
+        Tenant::new(&s).map_err(|e| DecodeError::new(e.to_string()))
+    }
+
+    pub(crate) fn key_entity(&mut self) -> DResult<EntityId> {
+        let s = self.key_str()?;
+        EntityId::new(&s).map_err(|e| DecodeError::new(e.to_string()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Key components.
+
+pub(crate) fn put_key_str(buf: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        if b == 0 {
+            buf.extend_from_slice(&[0, 0xFF]);
+        } else {
+            buf.push(b);
+        }
+    }
+    buf.extend_from_slice(&[0, 0]);
+}
+
+pub(crate) fn put_key_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => buf.push(0),
+        Some(s) => {
+            buf.push(1);
+            put_key_str(buf, s);
+        }
+    }
+}
+
+pub(crate) fn key_time_bytes(t: Timestamp) -> [u8; 8] {
+    ((t.as_millis() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// `tenant ‖ entity`: the prefix of an entity's record and of all its series.
+pub(crate) fn entity_key(tenant: &Tenant, id: &EntityId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.as_str().len() + id.as_str().len() + 4);
+    put_key_str(&mut k, tenant.as_str());
+    put_key_str(&mut k, id.as_str());
+    k
+}
+
+pub(crate) fn tenant_prefix(tenant: &Tenant) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.as_str().len() + 2);
+    put_key_str(&mut k, tenant.as_str());
+    k
+}
+
+/// `tenant ‖ entity ‖ attr`.
+pub(crate) fn series_attr_prefix(tenant: &Tenant, id: &EntityId, attr: &str) -> Vec<u8> {
+    let mut k = entity_key(tenant, id);
+    put_key_str(&mut k, attr);
+    k
+}
+
+/// `tenant ‖ entity ‖ attr ‖ datasetId ‖ time`: one point of a series.
+pub(crate) fn series_key(tenant: &Tenant, o: &Observation) -> Vec<u8> {
+    let mut k = series_attr_prefix(tenant, &o.entity, &o.attr);
+    put_key_opt_str(&mut k, o.dataset_id.as_deref());
+    k.extend_from_slice(&key_time_bytes(o.observed_at));
+    k
+}
+
+/// A decoded series key.
+pub(crate) struct SeriesKey {
+    pub(crate) entity: EntityId,
+    pub(crate) attr: String,
+    pub(crate) dataset_id: Option<String>,
+    /// Length of the `tenant ‖ entity ‖ attr ‖ datasetId` prefix.
+    pub(crate) group_len: usize,
+}
+
+pub(crate) fn decode_series_key(k: &[u8]) -> DResult<SeriesKey> {
+    let mut r = Reader::new(k);
+    r.key_tenant()?;
+    let entity = r.key_entity()?;
+    let attr = r.key_str()?;
+    let dataset_id = r.key_opt_str()?;
+    let group_len = r.pos;
+    r.key_time()?;
+    r.finish()?;
+    Ok(SeriesKey {
+        entity,
+        attr,
+        dataset_id,
+        group_len,
+    })
+}
+
+pub(crate) fn decode_entity_key(k: &[u8]) -> DResult<(Tenant, EntityId)> {
+    let mut r = Reader::new(k);
+    let t = r.key_tenant()?;
+    let e = r.key_entity()?;
+    r.finish()?;
+    Ok((t, e))
+}
+
+/// `tenant ‖ device id`.
+pub(crate) fn device_key(tenant: &Tenant, device_id: &str) -> Vec<u8> {
+    let mut k = tenant_prefix(tenant);
+    put_key_str(&mut k, device_id);
+    k
+}
+
+pub(crate) fn decode_device_key(k: &[u8]) -> DResult<(Tenant, String)> {
+    let mut r = Reader::new(k);
+    let t = r.key_tenant()?;
+    let d = r.key_str()?;
+    r.finish()?;
+    Ok((t, d))
+}
+
+// ---------------------------------------------------------------------------------------
+// Observation payload: value, unit, privacy, meta.
+
+const V_NUMBER: u8 = 0;
+const V_BOOL: u8 = 1;
+const V_TEXT: u8 = 2;
+const V_REL: u8 = 3;
+const V_GEO: u8 = 4;
+const V_JSON: u8 = 5;
+
+/// The parts of an observation that are not in its key.
+#[derive(Debug)]
+pub(crate) struct Payload {
+    pub(crate) value: Value,
+    pub(crate) unit: Option<UnitCode>,
+    pub(crate) privacy: PrivacyClass,
+    pub(crate) meta: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+}
+
+pub(crate) fn put_payload(buf: &mut Vec<u8>, o: &Observation) {
+    match &o.value {
+        Value::Number(n) => {
+            buf.push(V_NUMBER);
+            buf.extend_from_slice(&n.to_bits().to_le_bytes());
+        }
+        Value::Bool(b) => {
+            buf.push(V_BOOL);
+            buf.push(u8::from(*b));
+        }
+        Value::Text(s) => {
+            buf.push(V_TEXT);
+            put_str(buf, s);
+        }
+        Value::Relationship(id) => {
+            buf.push(V_REL);
+            put_str(buf, id.as_str());
+        }
+        Value::Geo(j) => {
+            buf.push(V_GEO);
+            put_cbor(buf, j);
+        }
+        Value::Json(j) => {
+            buf.push(V_JSON);
+            put_cbor(buf, j);
+        }
+    }
+    match o.unit {
+        None => buf.push(0),
+        Some(u) => put_str(buf, u.as_str()),
+    }
+    buf.push(o.privacy.code());
+    match &o.meta {
+        None => buf.push(0),
+        Some(m) => {
+            buf.push(1);
+            put_cbor(buf, &**m);
+        }
+    }
+}
+
+/// Structured values are stored as CBOR, not JSON text: serde_json's parser (without
+/// its `float_roundtrip` feature) can be one ulp off on a float, and a stored coordinate
+/// must read back exactly.
+fn put_cbor<T: serde::Serialize>(buf: &mut Vec<u8>, v: &T) {
+    let mut c = Vec::new();
+    if ciborium::into_writer(v, &mut c).is_err() {
+        // Serializing JSON values into memory cannot fail; store `null` if it ever does.
+        c = vec![0xf6];
+    }
+    put_bytes(buf, &c);
+}
+
+fn cbor(b: &[u8]) -> DResult<serde_json::Value> {
+    ciborium::from_reader(b)
+        .map_err(|e| DecodeError::new(format!("stored structured value does not decode: {e}")))
+}
+
+pub(crate) fn get_payload(r: &mut Reader<'_>) -> DResult<Payload> {
+    let value = match r.u8()? {
+        V_NUMBER => Value::Number(f64::from_bits(u64::from_le_bytes(r.array::<8>()?))),
+        V_BOOL => match r.u8()? {
+            0 => Value::Bool(false),
+            1 => Value::Bool(true),
+            b => {
+                return Err(DecodeError::new(format!(
+                    "boolean byte {b} is neither 0 nor 1"
+                )));
+            }
+        },
+        V_TEXT => Value::Text(Arc::from(r.str()?)),
+        V_REL => Value::Relationship(
+            EntityId::new(r.str()?).map_err(|e| DecodeError::new(e.to_string()))?,
+        ),
+        V_GEO => Value::Geo(Arc::new(cbor(r.bytes()?)?)),
+        V_JSON => Value::Json(Arc::new(cbor(r.bytes()?)?)),
+        t => return Err(DecodeError::new(format!("unknown value kind {t}"))),
+    };
+    let unit = match r.str()? {
+        "" => None,
+        s => Some(UnitCode::new(s).map_err(|e| DecodeError::new(e.to_string()))?),
+    };
+    let privacy = match r.u8()? {
+        c @ 0..=2 => PrivacyClass::from_code(c),
+        c => return Err(DecodeError::new(format!("unknown privacy class {c}"))),
+    };
+    let meta = match r.u8()? {
+        0 => None,
+        1 => match cbor(r.bytes()?)? {
+            serde_json::Value::Object(m) => Some(Arc::new(m)),
+            _ => return Err(DecodeError::new("attribute metadata is not a JSON object")),
+        },
+        t => {
+            return Err(DecodeError::new(format!(
+                "metadata tag {t} is neither 0 nor 1"
+            )));
+        }
+    };
+    Ok(Payload {
+        value,
+        unit,
+        privacy,
+        meta,
+    })
+}
+
+/// A series value: `version ‖ entity type id ‖ payload`.
+pub(crate) fn series_value(type_id: u32, o: &Observation) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    v.push(VALUE_VERSION);
+    put_varint(&mut v, u64::from(type_id));
+    put_payload(&mut v, o);
+    v
+}
+
+/// Decodes a series value into its entity type id and payload.
+pub(crate) fn decode_series_value(v: &[u8]) -> DResult<(u32, Payload)> {
+    let mut r = Reader::new(v);
+    r.version()?;
+    let ty = u32::try_from(r.varint()?).map_err(|_| DecodeError::new("type id out of range"))?;
+    let p = get_payload(&mut r)?;
+    r.finish()?;
+    Ok((ty, p))
+}
+
+// ---------------------------------------------------------------------------------------
+// Entity state.
+
+use polity_model::EntityState;
+
+/// `version ‖ type ‖ createdAt ‖ modifiedAt ‖ n ‖ n × (attr ‖ datasetId ‖ observedAt ‖
+/// type-or-same ‖ payload)`. The entity id lives in the key.
+pub(crate) fn entity_value(e: &EntityState) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64 + 32 * e.attrs.len());
+    v.push(VALUE_VERSION);
+    put_str(&mut v, &e.entity_type);
+    put_i64(&mut v, e.created_at.as_millis());
+    put_i64(&mut v, e.modified_at.as_millis());
+    put_varint(&mut v, e.attrs.len() as u64);
+    for a in &e.attrs {
+        put_str(&mut v, &a.attr);
+        put_opt_str(&mut v, a.dataset_id.as_deref());
+        put_i64(&mut v, a.observed_at.as_millis());
+        if a.entity_type == e.entity_type {
+            v.push(0);
+        } else {
+            v.push(1);
+            put_str(&mut v, &a.entity_type);
+        }
+        put_payload(&mut v, a);
+    }
+    v
+}
+
+pub(crate) fn decode_entity_value(id: EntityId, v: &[u8]) -> DResult<EntityState> {
+    let mut r = Reader::new(v);
+    r.version()?;
+    let entity_type: Arc<str> = Arc::from(r.str()?);
+    let created_at = r.timestamp()?;
+    let modified_at = r.timestamp()?;
+    let n = r.varint()?;
+    let mut attrs: Vec<Observation> = Vec::new();
+    for _ in 0..n {
+        let attr: Arc<str> = Arc::from(r.str()?);
+        let dataset_id = r.opt_str()?.map(Arc::from);
+        let observed_at = r.timestamp()?;
+        let ty = match r.u8()? {
+            0 => entity_type.clone(),
+            1 => Arc::from(r.str()?),
+            t => {
+                return Err(DecodeError::new(format!(
+                    "attribute type tag {t} is neither 0 nor 1"
+                )));
+            }
+        };
+        let p = get_payload(&mut r)?;
+        let o = Observation {
+            entity: id.clone(),
+            entity_type: ty,
+            attr,
+            dataset_id,
+            value: p.value,
+            unit: p.unit,
+            observed_at,
+            privacy: p.privacy,
+            meta: p.meta,
+        };
+        if let Some(prev) = attrs.last() {
+            let ordered =
+                (&*prev.attr, prev.dataset_id.as_deref()) < (&*o.attr, o.dataset_id.as_deref());
+            if !ordered {
+                return Err(DecodeError::new("attributes are not sorted and unique"));
+            }
+        }
+        attrs.push(o);
+    }
+    r.finish()?;
+    Ok(EntityState {
+        id,
+        entity_type,
+        created_at,
+        modified_at,
+        attrs,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Dead letters and devices.
+
+use crate::{DeadLetter, Device};
+
+pub(crate) fn dead_letter_value(d: &DeadLetter) -> Vec<u8> {
+    let mut v = Vec::with_capacity(32 + d.payload.len() + d.reason.len());
+    v.push(VALUE_VERSION);
+    put_i64(&mut v, d.at.as_millis());
+    put_opt_str(&mut v, d.tenant.as_ref().map(Tenant::as_str));
+    put_str(&mut v, &d.source);
+    put_str(&mut v, &d.reason);
+    put_opt_str(&mut v, d.content_type.as_deref());
+    put_bytes(&mut v, &d.payload);
+    v
+}
+
+pub(crate) fn decode_dead_letter(id: u64, v: &[u8]) -> DResult<DeadLetter> {
+    let mut r = Reader::new(v);
+    r.version()?;
+    let at = r.timestamp()?;
+    let tenant = match r.opt_str()? {
+        None => None,
+        Some(t) => Some(Tenant::new(t).map_err(|e| DecodeError::new(e.to_string()))?),
+    };
+    let source = r.str()?.to_owned();
+    let reason = r.str()?.to_owned();
+    let content_type = r.opt_str()?.map(str::to_owned);
+    let payload = r.bytes()?.to_vec();
+    r.finish()?;
+    Ok(DeadLetter {
+        id,
+        at,
+        tenant,
+        source,
+        reason,
+        content_type,
+        payload,
+    })
+}
+
+pub(crate) fn device_value(d: &Device) -> Vec<u8> {
+    let mut v = Vec::with_capacity(128);
+    v.push(VALUE_VERSION);
+    put_str(&mut v, d.entity.as_str());
+    put_str(&mut v, &d.entity_type);
+    put_str(&mut v, &d.source);
+    put_i64(&mut v, d.first_seen.as_millis());
+    put_i64(&mut v, d.last_seen.as_millis());
+    put_varint(&mut v, d.labels.len() as u64);
+    for (k, val) in &d.labels {
+        put_str(&mut v, k);
+        put_str(&mut v, val);
+    }
+    v
+}
+
+pub(crate) fn decode_device(tenant: Tenant, device_id: String, v: &[u8]) -> DResult<Device> {
+    let mut r = Reader::new(v);
+    r.version()?;
+    let entity = EntityId::new(r.str()?).map_err(|e| DecodeError::new(e.to_string()))?;
+    let entity_type = Arc::from(r.str()?);
+    let source = r.str()?.to_owned();
+    let first_seen = r.timestamp()?;
+    let last_seen = r.timestamp()?;
+    let n = r.varint()?;
+    let mut labels = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let k = r.str()?.to_owned();
+        let val = r.str()?.to_owned();
+        labels.insert(k, val);
+    }
+    r.finish()?;
+    Ok(Device {
+        tenant,
+        device_id,
+        entity,
+        entity_type,
+        source,
+        first_seen,
+        last_seen,
+        labels,
+    })
+}
+
+/// A key shown to a user in an error message: printable ASCII, escaped, clipped.
+pub(crate) fn show_key(k: &[u8]) -> String {
+    let s: String = k.escape_ascii().to_string();
+    if s.len() > 200 {
+        let mut end = 200;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tenant() -> Tenant {
+        Tenant::new("adelaide").unwrap()
+    }
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            (-1e9f64..1e9).prop_map(|n| serde_json::json!(n)),
+            ".{0,12}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(".{0,6}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<f64>()
+                .prop_filter("NaN never equals itself", |n| !n.is_nan())
+                .prop_map(Value::Number),
+            any::<bool>().prop_map(Value::Bool),
+            ".{0,24}".prop_map(|s| Value::Text(Arc::from(s.as_str()))),
+            "[a-z]{1,8}:[a-zA-Z0-9:._-]{1,20}"
+                .prop_map(|s| Value::Relationship(EntityId::new(&s).unwrap())),
+            arb_json().prop_map(|j| Value::Geo(Arc::new(j))),
+            arb_json().prop_map(|j| Value::Json(Arc::new(j))),
+        ]
+    }
+
+    prop_compose! {
+        fn arb_obs()(
+            local in "[a-zA-Z0-9:._-]{1,20}",
+            ty in ".{0,20}",
+            attr in ".{0,20}",
+            dataset in proptest::option::of(".{0,10}"),
+            value in arb_value(),
+            unit in proptest::option::of("[A-Z0-9]{2,3}"),
+            ms in polity_model::time::MIN_MS..=polity_model::time::MAX_MS,
+            privacy in 0u8..3,
+            meta in proptest::option::of(prop::collection::btree_map(".{0,6}", arb_json(), 0..3)),
+        ) -> Observation {
+            Observation {
+                entity: EntityId::new(&format!("urn:x:{local}")).unwrap(),
+                entity_type: Arc::from(ty.as_str()),
+                attr: Arc::from(attr.as_str()),
+                dataset_id: dataset.map(|d| Arc::from(d.as_str())),
+                value,
+                unit: unit.map(|u| UnitCode::new(&u).unwrap()),
+                observed_at: Timestamp::from_millis(ms),
+                privacy: PrivacyClass::from_code(privacy),
+                meta: meta.map(|m| Arc::new(m.into_iter().collect())),
+            }
+        }
+    }
+
+    fn decode_series(type_name: &Arc<str>, k: &[u8], v: &[u8]) -> Observation {
+        let key = decode_series_key(k).unwrap();
+        let (ty, p) = decode_series_value(v).unwrap();
+        assert_eq!(ty, 7);
+        Observation {
+            entity: key.entity,
+            entity_type: type_name.clone(),
+            attr: Arc::from(key.attr.as_str()),
+            dataset_id: key.dataset_id.map(|d| Arc::from(d.as_str())),
+            value: p.value,
+            unit: p.unit,
+            observed_at: Reader::new(&k[key.group_len..]).key_time().unwrap(),
+            privacy: p.privacy,
+            meta: p.meta,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn series_points_round_trip(o in arb_obs()) {
+            let k = series_key(&tenant(), &o);
+            let v = series_value(7, &o);
+            let back = decode_series(&o.entity_type, &k, &v);
+            prop_assert_eq!(back, o);
+        }
+
+        #[test]
+        fn entity_states_round_trip(obs in prop::collection::vec(arb_obs(), 0..8), other_type in ".{0,5}") {
+            let id = EntityId::new("urn:ngsi-ld:X:1").unwrap();
+            let ty: Arc<str> = Arc::from("T");
+            let mut e = EntityState::new(id.clone(), ty.clone(), Timestamp::from_millis(5));
+            for (i, mut o) in obs.into_iter().enumerate() {
+                o.entity = id.clone();
+                // Mostly the entity's own type; sometimes another.
+                o.entity_type = if i % 3 == 2 { Arc::from(other_type.as_str()) } else { ty.clone() };
+                e.apply(&o, Timestamp::from_millis(10 + i as i64));
+            }
+            let v = entity_value(&e);
+            prop_assert_eq!(decode_entity_value(id, &v).unwrap(), e);
+        }
+
+        #[test]
+        fn key_strings_keep_order(a in ".{0,12}", b in ".{0,12}") {
+            let (mut ka, mut kb) = (Vec::new(), Vec::new());
+            put_key_str(&mut ka, &a);
+            put_key_str(&mut kb, &b);
+            prop_assert_eq!(a.as_bytes().cmp(b.as_bytes()), ka.cmp(&kb));
+            prop_assert_eq!(Reader::new(&ka).key_str().unwrap(), a);
+        }
+
+        #[test]
+        fn key_times_keep_order(a in polity_model::time::MIN_MS..=polity_model::time::MAX_MS,
+                                b in polity_model::time::MIN_MS..=polity_model::time::MAX_MS) {
+            let (ta, tb) = (Timestamp::from_millis(a), Timestamp::from_millis(b));
+            prop_assert_eq!(a.cmp(&b), key_time_bytes(ta).cmp(&key_time_bytes(tb)));
+            prop_assert_eq!(Reader::new(&key_time_bytes(ta)).key_time().unwrap(), ta);
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let id = EntityId::new("urn:x:1").unwrap();
+            let _ = decode_series_key(&bytes);
+            let _ = decode_series_value(&bytes);
+            let _ = decode_entity_key(&bytes);
+            let _ = decode_entity_value(id, &bytes);
+            let _ = decode_dead_letter(1, &bytes);
+            let _ = decode_device_key(&bytes);
+            let _ = decode_device(tenant(), "d".into(), &bytes);
+        }
+
+        #[test]
+        fn truncated_records_are_errors_not_panics(o in arb_obs(), cut in 0usize..64) {
+            let v = series_value(1, &o);
+            let cut = cut.min(v.len().saturating_sub(1));
+            prop_assert!(decode_series_value(&v[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn nan_bits_survive() {
+        let mut o = Observation {
+            entity: EntityId::new("urn:x:1").unwrap(),
+            entity_type: Arc::from("T"),
+            attr: Arc::from("a"),
+            dataset_id: None,
+            value: Value::Number(f64::NAN),
+            unit: None,
+            observed_at: Timestamp::from_millis(0),
+            privacy: PrivacyClass::Public,
+            meta: None,
+        };
+        let (_, p) = decode_series_value(&series_value(0, &o)).unwrap();
+        assert!(p.value.as_f64().unwrap().is_nan());
+        o.value = Value::Number(-0.0);
+        let (_, p) = decode_series_value(&series_value(0, &o)).unwrap();
+        assert!(p.value.as_f64().unwrap().is_sign_negative());
+    }
+
+    #[test]
+    fn a_none_dataset_sorts_before_any_named_one_and_names_keep_their_order() {
+        let mk = |d: Option<&str>| {
+            let mut k = Vec::new();
+            put_key_opt_str(&mut k, d);
+            k
+        };
+        assert!(mk(None) < mk(Some("")));
+        assert!(mk(Some("")) < mk(Some("a")));
+        assert!(mk(Some("a")) < mk(Some("a\0")));
+        assert!(mk(Some("a\0")) < mk(Some("a\x01")));
+    }
+
+    #[test]
+    fn unknown_versions_name_the_problem() {
+        let e = decode_series_value(&[9, 0]).unwrap_err();
+        assert!(e.0.contains("newer polity"), "{e}");
+    }
+}
