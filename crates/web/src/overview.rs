@@ -351,10 +351,11 @@ pub fn render_live(o: &Overview) -> String {
         let _ = write!(
             h,
             "</tbody><tfoot><tr><td>All types</td><td class=\"n\">{}</td></tr></tfoot></table>\
-             <footer><span>{} committed</span><span>{} dead letters</span><span>last message {}</span></footer></article>",
+             <footer><span>{} committed</span><span>{} dead letter{}</span><span>last message {}</span></footer></article>",
             fmt_int(c.entities),
             fmt_int(c.committed),
             fmt_int(c.dead_letters),
+            if c.dead_letters == 1 { "" } else { "s" },
             ago(c.last_message, o.generated_at)
         );
     }
