@@ -32,21 +32,41 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(Problem::internal)
 }
 
-/// Reads a JSON body, turning size and syntax errors into ProblemDetails.
-pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<(Bytes, Value), Problem> {
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(
-                ErrorType::PayloadTooLarge,
-                "the body is larger than this node accepts; send smaller batches",
-            )
-        } else {
-            Problem::invalid(format!("could not read the body: {e}"))
+/// Reads the JSON body of a write and counts it on the HTTP source. A body that is too
+/// large or not JSON is kept as a dead letter (the raw bytes, when they were read) and
+/// answered with a ProblemDetails error.
+pub(crate) async fn write_body(
+    st: &ApiState,
+    tenant: &Tenant,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, Problem> {
+    let bytes = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let p = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    ErrorType::PayloadTooLarge,
+                    format!(
+                        "the body is larger than this node's limit of {} bytes; send smaller batches",
+                        st.limits.max_body
+                    ),
+                )
+            } else {
+                Problem::invalid(format!("could not read the body: {e}"))
+            };
+            reject(st, tenant, &p.detail, Vec::new()).await;
+            return Err(p);
         }
-    })?;
-    let v = serde_json::from_slice(&bytes)
-        .map_err(|e| Problem::invalid(format!("the body is not valid JSON: {e}")))?;
-    Ok((bytes, v))
+    };
+    st.http_source.message(bytes.len());
+    match serde_json::from_slice(&bytes) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let p = Problem::invalid(format!("the body is not valid JSON: {e}"));
+            reject(st, tenant, &p.detail, bytes.to_vec()).await;
+            Err(p)
+        }
+    }
 }
 
 /// Writes `body` in the negotiated media type, with the context as Link header or in the body.
@@ -330,7 +350,13 @@ async fn parse_entities(
             Err(e) => {
                 let id = item.get("id").and_then(|v| v.as_str()).map(str::to_owned);
                 let problem = Problem::bad_data(e.to_string());
-                reject(st, tenant, &problem.detail, &item).await;
+                reject(
+                    st,
+                    tenant,
+                    &problem.detail,
+                    serde_json::to_vec(&item).unwrap_or_default(),
+                )
+                .await;
                 failed.push((id, problem));
             }
         }
@@ -339,8 +365,7 @@ async fn parse_entities(
 }
 
 /// Keeps rejected HTTP input in the dead-letter store and counts it.
-pub(crate) async fn reject(st: &ApiState, tenant: &Tenant, reason: &str, body: &Value) {
-    let payload = serde_json::to_vec(body).unwrap_or_default();
+pub(crate) async fn reject(st: &ApiState, tenant: &Tenant, reason: &str, payload: Vec<u8>) {
     if let Err(e) = st
         .ingest
         .dead_letter(
@@ -399,26 +424,18 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let (tenant, _) = request::tenant(&headers, &st.default_tenant)?;
-    let (raw, v) = match json_body(body) {
-        Ok(x) => x,
-        Err(p) => {
-            reject(&st, &tenant, &p.detail, &Value::Null).await;
-            return Err(p);
-        }
-    };
-    st.http_source.message(raw.len());
+    let v = write_body(&st, &tenant, body).await?;
     let ctx = request::context_for_body(&headers, &v, &st.contexts)?;
     if !v.is_object() {
+        let p = Problem::bad_data("the body of an entity creation must be one JSON object");
         reject(
             &st,
             &tenant,
-            "the body of an entity creation must be one JSON object",
-            &v,
+            &p.detail,
+            serde_json::to_vec(&v).unwrap_or_default(),
         )
         .await;
-        return Err(Problem::bad_data(
-            "the body of an entity creation must be one JSON object",
-        ));
+        return Err(p);
     }
     let (mut ok, mut failed) = parse_entities(&st, &tenant, &ctx, vec![v]).await;
     if let Some((_, p)) = failed.pop() {
@@ -450,17 +467,16 @@ pub async fn batch_upsert(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let (tenant, _) = request::tenant(&headers, &st.default_tenant)?;
-    let (raw, v) = match json_body(body) {
-        Ok(x) => x,
-        Err(p) => {
-            reject(&st, &tenant, &p.detail, &Value::Null).await;
-            return Err(p);
-        }
-    };
-    st.http_source.message(raw.len());
+    let v = write_body(&st, &tenant, body).await?;
     let Value::Array(items) = v else {
         let p = Problem::bad_data("a batch upsert body must be a JSON array of entities");
-        reject(&st, &tenant, &p.detail, &v).await;
+        reject(
+            &st,
+            &tenant,
+            &p.detail,
+            serde_json::to_vec(&v).unwrap_or_default(),
+        )
+        .await;
         return Err(p);
     };
     if items.len() > st.limits.max_batch {
@@ -470,7 +486,9 @@ pub async fn batch_upsert(
             st.limits.max_batch
         )));
     }
-    let ctx = request::context_for_body(&headers, &Value::Array(items.clone()), &st.contexts)?;
+    // The context comes from the headers or the first entity's @context (NGSI-LD 6.3.5).
+    let first = items.first().cloned().unwrap_or(Value::Null);
+    let ctx = request::context_for_body(&headers, &first, &st.contexts)?;
     let (ok, failed) = parse_entities(&st, &tenant, &ctx, items).await;
     let ids: Vec<EntityId> = ok.iter().map(|e| e.id.clone()).collect();
     let before = existing(&st, &tenant, ids.clone()).await?;

@@ -171,15 +171,9 @@ pub fn context_from_headers(
     }
 }
 
-/// The active context of a request with a JSON body, per NGSI-LD 6.3.5: with
-/// `application/ld+json` it is the body's `@context` (and a Link header is an error);
-/// with `application/json` it is the Link header, and an `@context` in the body is an error.
-pub fn context_for_body(
-    headers: &HeaderMap,
-    body: &serde_json::Value,
-    cache: &RwLock<ContextCache>,
-) -> Result<ActiveContext, Problem> {
-    let ct = headers
+/// The request's Content-Type without parameters, lower-cased; empty when absent.
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|s| {
@@ -189,7 +183,18 @@ pub fn context_for_body(
                 .trim()
                 .to_ascii_lowercase()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The active context of a request with a JSON body, per NGSI-LD 6.3.5: with
+/// `application/ld+json` it is the body's `@context` (and a Link header is an error);
+/// with `application/json` it is the Link header, and an `@context` in the body is an error.
+pub fn context_for_body(
+    headers: &HeaderMap,
+    body: &serde_json::Value,
+    cache: &RwLock<ContextCache>,
+) -> Result<ActiveContext, Problem> {
+    let ct = media_type(headers);
     let body_ctx = first_context(body);
     match ct.as_str() {
         "application/ld+json" => {

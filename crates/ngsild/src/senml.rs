@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::{
     body::Bytes,
     extract::{State, rejection::BytesRejection},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use polity_ingest::decode::{DecodeContext, senml};
@@ -45,17 +45,7 @@ pub async fn ingest(
         }
     })?;
     st.senml_source.message(body.len());
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| {
-            s.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
+    let ct = request::media_type(&headers);
     let ctx = DecodeContext {
         tenant: tenant.clone(),
         entity_type: None,

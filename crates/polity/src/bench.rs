@@ -181,7 +181,12 @@ async fn ingest(a: IngestArgs) -> anyhow::Result<()> {
                     lat.clone(),
                     stop.clone(),
                 )));
-                tasks.push(tokio::spawn(mqtt_client(addr, a.window, stop.clone())));
+                tasks.push(tokio::spawn(mqtt_client(
+                    addr,
+                    a.window,
+                    node.metrics.clone(),
+                    stop.clone(),
+                )));
             }
             _ => unreachable!("scenario list is fixed"),
         }
@@ -372,14 +377,29 @@ async fn coap_client(addr: SocketAddr, window: usize, lat: Arc<Latencies>, stop:
     reader.abort();
 }
 
-async fn mqtt_client(addr: SocketAddr, window: usize, stop: Arc<AtomicBool>) {
+/// Publishes QoS 1 device JSON, one observation per message. A broker acknowledges a
+/// publish when it has it, not when Polity does, and drops what a lagging subscriber
+/// has not read once its buffer is full; so the publisher keeps at most `window`
+/// messages ahead of what Polity has committed, and the figure is Polity's, not the
+/// broker's.
+async fn mqtt_client(
+    addr: SocketAddr,
+    window: usize,
+    metrics: Arc<polity_ingest::Metrics>,
+    stop: Arc<AtomicBool>,
+) {
     let mut opts = rumqttc::MqttOptions::new("polity-bench", addr.ip().to_string(), addr.port());
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(window.clamp(1, u16::MAX as usize) as u16);
     let (client, mut events) = rumqttc::AsyncClient::new(opts, window.max(10));
     let driver = tokio::spawn(async move { while events.poll().await.is_ok() {} });
     let mut seq = 0u64;
+    let base = metrics.committed.load(Relaxed);
     while !stop.load(Relaxed) {
+        if seq.saturating_sub(metrics.committed.load(Relaxed) - base) >= window as u64 {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            continue;
+        }
         seq += 1;
         let body = format!(
             "{{\"id\":\"urn:ngsi-ld:Meter:mqtt-{}\",\"type\":\"Meter\",\"observedAt\":\"{}\",\"a0\":{{\"value\":{seq},\"unitCode\":\"WHR\"}}}}",
