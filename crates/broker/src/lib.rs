@@ -194,12 +194,13 @@ fn wait_listening(addr: SocketAddr, opts: &BrokerOptions) -> Result<(), BrokerEr
     };
     let started = std::time::Instant::now();
     loop {
-        if let Ok(stream) =
-            std::net::TcpStream::connect_timeout(&connect_to, Duration::from_millis(200))
+        // One real MQTT session (not a bare TCP probe, which rumqttd logs as an error)
+        // proves both the listener and the router answer.
+        // rumqttc's blocking client runs its own runtime, so it gets its own thread.
+        if thread::spawn(move || mqtt_session(connect_to))
+            .join()
+            .unwrap_or(false)
         {
-            // Listening. Complete a real MQTT session so rumqttd does not log the probe
-            // as a broken connection; its outcome does not matter.
-            let _ = hello(stream);
             return Ok(());
         }
         if started.elapsed() >= opts.start_timeout {
@@ -211,33 +212,6 @@ fn wait_listening(addr: SocketAddr, opts: &BrokerOptions) -> Result<(), BrokerEr
         }
         thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// CONNECT, wait for CONNACK, DISCONNECT (MQTT 3.1.1 §3.1, §3.2, §3.14).
-fn hello(mut stream: std::net::TcpStream) -> io::Result<()> {
-    use std::io::{Read, Write};
-    const ID: &[u8] = b"polity-broker-probe";
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut connect = vec![
-        0x10,
-        (10 + 2 + ID.len()) as u8,
-        0,
-        4,
-        b'M',
-        b'Q',
-        b'T',
-        b'T',
-        4,
-        0x02,
-        0,
-        10,
-    ];
-    connect.extend_from_slice(&(ID.len() as u16).to_be_bytes());
-    connect.extend_from_slice(ID);
-    stream.write_all(&connect)?;
-    let mut connack = [0u8; 4];
-    stream.read_exact(&mut connack)?;
-    stream.write_all(&[0xe0, 0x00])
 }
 
 fn config(listen: SocketAddr, opts: &BrokerOptions) -> Config {
@@ -271,4 +245,24 @@ fn config(listen: SocketAddr, opts: &BrokerOptions) -> Config {
         v4: Some(HashMap::from([("polity".to_owned(), server)])),
         ..Config::default()
     }
+}
+
+/// One MQTT session with rumqttc: CONNECT, wait for CONNACK, then DISCONNECT once the
+/// router has registered the connection (so it does not log the probe as lost).
+fn mqtt_session(addr: SocketAddr) -> bool {
+    let opts = rumqttc::MqttOptions::new("polity-broker-probe", addr.ip().to_string(), addr.port());
+    let (client, mut connection) = rumqttc::Client::new(opts, 1);
+    let mut connected = false;
+    for event in connection.iter().take(8) {
+        match event {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                connected = true;
+                thread::sleep(Duration::from_millis(100));
+                let _ = client.disconnect();
+            }
+            Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    connected
 }

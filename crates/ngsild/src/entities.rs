@@ -425,7 +425,19 @@ pub async fn create(
 ) -> Result<Response, Problem> {
     let (tenant, _) = request::tenant(&headers, &st.default_tenant)?;
     let v = write_body(&st, &tenant, body).await?;
-    let ctx = request::context_for_body(&headers, &v, &st.contexts)?;
+    let ctx = match request::context_for_body(&headers, &v, &st.contexts) {
+        Ok(c) => c,
+        Err(p) => {
+            reject(
+                &st,
+                &tenant,
+                &p.detail,
+                serde_json::to_vec(&v).unwrap_or_default(),
+            )
+            .await;
+            return Err(p);
+        }
+    };
     if !v.is_object() {
         let p = Problem::bad_data("the body of an entity creation must be one JSON object");
         reject(
@@ -480,15 +492,35 @@ pub async fn batch_upsert(
         return Err(p);
     };
     if items.len() > st.limits.max_batch {
-        return Err(Problem::bad_data(format!(
+        let p = Problem::bad_data(format!(
             "{} entities in one batch; send at most {}",
             items.len(),
             st.limits.max_batch
-        )));
+        ));
+        reject(
+            &st,
+            &tenant,
+            &p.detail,
+            serde_json::to_vec(&items).unwrap_or_default(),
+        )
+        .await;
+        return Err(p);
     }
     // The context comes from the headers or the first entity's @context (NGSI-LD 6.3.5).
     let first = items.first().cloned().unwrap_or(Value::Null);
-    let ctx = request::context_for_body(&headers, &first, &st.contexts)?;
+    let ctx = match request::context_for_body(&headers, &first, &st.contexts) {
+        Ok(c) => c,
+        Err(p) => {
+            reject(
+                &st,
+                &tenant,
+                &p.detail,
+                serde_json::to_vec(&items).unwrap_or_default(),
+            )
+            .await;
+            return Err(p);
+        }
+    };
     let (ok, failed) = parse_entities(&st, &tenant, &ctx, items).await;
     let ids: Vec<EntityId> = ok.iter().map(|e| e.id.clone()).collect();
     let before = existing(&st, &tenant, ids.clone()).await?;

@@ -231,31 +231,41 @@ fn check(cfg: &Config) -> Result<(), (Option<String>, String)> {
             }
         }
     }
-    let mut listens = BTreeMap::new();
-    listens.insert(cfg.node.http.to_string(), "node.http".to_owned());
-    if let Some(b) = &cfg.broker
-        && let Some(other) = listens.insert(b.listen.to_string(), "broker.listen".into())
-    {
-        return Err((
-            Some("[broker]".into()),
-            format!(
-                "broker.listen {} is also used by {other}; choose another port",
-                b.listen
-            ),
-        ));
+    // TCP and UDP ports are separate spaces, and port 0 means "any free port".
+    let mut tcp = BTreeMap::new();
+    let claim = |map: &mut BTreeMap<String, String>,
+                 addr: std::net::SocketAddr,
+                 key: String,
+                 at: String| {
+        if addr.port() == 0 {
+            return Ok(());
+        }
+        match map.insert(addr.to_string(), key.clone()) {
+            Some(other) => Err((
+                Some(at),
+                format!("{key} {addr} is also used by {other}; choose another port"),
+            )),
+            None => Ok(()),
+        }
+    };
+    claim(&mut tcp, cfg.node.http, "node.http".into(), "[node]".into())?;
+    if let Some(b) = &cfg.broker {
+        claim(
+            &mut tcp,
+            b.listen,
+            "broker.listen".into(),
+            "[broker]".into(),
+        )?;
     }
+    let mut udp = BTreeMap::new();
     for (name, s) in &cfg.sources {
         if let SourceSection::Coap(c) = s {
-            let key = format!("sources.{name}.listen");
-            if let Some(other) = listens.insert(c.listen.to_string(), key.clone()) {
-                return Err((
-                    Some(format!("[sources.{name}]")),
-                    format!(
-                        "{key} {} is also used by {other}; choose another port",
-                        c.listen
-                    ),
-                ));
-            }
+            claim(
+                &mut udp,
+                c.listen,
+                format!("sources.{name}.listen"),
+                format!("[sources.{name}]"),
+            )?;
         }
     }
     Ok(())
@@ -294,6 +304,21 @@ mod tests {
         let text = "[[cities]]\nname = \"Adelaide\"\ntenant = \"adelaide\"\nsources = [\"nope\"]\n";
         let e = parse("c.toml", text).unwrap_err();
         assert_eq!(e.position, Some((4, 12)), "{e}");
+    }
+
+    #[test]
+    fn listener_clashes() {
+        let clash = "[node]\nhttp = \"127.0.0.1:9000\"\n[broker]\nlisten = \"127.0.0.1:9000\"\n";
+        let e = parse("c.toml", clash).unwrap_err();
+        assert!(e.message.contains("broker.listen"), "{e}");
+        // Port 0 is any free port, and UDP does not clash with TCP.
+        let ok = "[node]\nhttp = \"127.0.0.1:0\"\n[broker]\nlisten = \"127.0.0.1:0\"\n\
+                  [sources.c]\ntype = \"coap\"\nlisten = \"127.0.0.1:9000\"\ntenant = \"a\"\n";
+        parse(
+            "c.toml",
+            &ok.replace("127.0.0.1:9000\"\ntenant", "127.0.0.1:8080\"\ntenant"),
+        )
+        .unwrap();
     }
 
     #[test]

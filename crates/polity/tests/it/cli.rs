@@ -1,0 +1,158 @@
+//! The command line: busy ports name the flag to change, `validate` reports positions,
+//! and every `--help` works.
+
+use std::{
+    net::{TcpListener, UdpSocket},
+    path::Path,
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use crate::common::{POLITY, Proc};
+
+/// Runs `polity up` with `flag` set to an address something else holds (and every
+/// other listener on port 0); it must fail fast and say which flag to change.
+async fn up_fails_on_busy(flag: &str, busy: &str, dir: &Path) {
+    let data = dir.join(format!("data{flag}"));
+    let data = data.to_str().expect("utf-8 path");
+    let mut args = vec!["up", "--data-dir", data, "--devices", "1"];
+    for f in ["--http", "--mqtt-listen", "--coap-listen"] {
+        args.push(f);
+        args.push(if f == flag { busy } else { "127.0.0.1:0" });
+    }
+    let started = Instant::now();
+    let mut proc = Proc::spawn(&args, dir, &format!("busy{flag}"));
+    let status = proc
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "polity up kept running with {flag} {busy} taken\n{}",
+                proc.output()
+            )
+        });
+    let took = started.elapsed();
+    assert!(!status.success(), "{flag} busy: exit {status}");
+    let err = proc.stderr();
+    assert!(
+        err.contains(flag) && err.contains(busy),
+        "{flag} busy: stderr should name the flag and the address:\n{}",
+        proc.output()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "{flag} busy: took {took:?} to fail"
+    );
+    proc.assert_no_panic();
+}
+
+#[tokio::test]
+async fn busy_ports_name_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tcp = TcpListener::bind("127.0.0.1:0").expect("bind TCP");
+    let tcp_addr = tcp.local_addr().expect("addr").to_string();
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+    let udp_addr = udp.local_addr().expect("addr").to_string();
+    up_fails_on_busy("--http", &tcp_addr, dir.path()).await;
+    up_fails_on_busy("--mqtt-listen", &tcp_addr, dir.path()).await;
+    up_fails_on_busy("--coap-listen", &udp_addr, dir.path()).await;
+    drop((tcp, udp));
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(POLITY)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run polity {args:?}: {e}"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn validate_reports_file_line_col() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[node]\nname = \"x\"\nhttp_port = 8080\n").expect("write");
+    let bad = bad.to_str().expect("utf-8 path");
+    let o = run(&["validate", bad]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{bad}:3:1:")),
+        "expected `{bad}:3:1:`: {}",
+        text(&o)
+    );
+    assert!(err.contains("http_port"), "{}", text(&o));
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[node]\nname = \"x\"\nhttp = \"127.0.0.1:8080\"\n\n[sources.c]\ntype = \"coap\"\nlisten = \"127.0.0.1:5683\"\ntenant = \"adelaide\"\n",
+    )
+    .expect("write");
+    let good = good.to_str().expect("utf-8 path");
+    let o = run(&["validate", good]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("{good}: ok")),
+        "{}",
+        text(&o)
+    );
+
+    // One bad file among good ones fails the whole run, and each file is reported.
+    let o = run(&["validate", good, bad]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ok"),
+        "{}",
+        text(&o)
+    );
+
+    let demo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/examples/demo-nation.toml"
+    );
+    let o = run(&["validate", demo]);
+    assert!(o.status.success(), "the shipped demo config: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ok"),
+        "{}",
+        text(&o)
+    );
+
+    let o = run(&["validate", &format!("{bad}.missing")]);
+    assert!(!o.status.success(), "a missing file: {}", text(&o));
+}
+
+#[test]
+fn help_works_for_every_command() {
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["help"],
+        &["up", "--help"],
+        &["serve", "--help"],
+        &["validate", "--help"],
+        &["bench", "--help"],
+        &["bench", "ingest", "--help"],
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "polity {args:?}: {}", text(&o));
+        assert!(!o.stdout.is_empty(), "polity {args:?} printed nothing");
+    }
+    let o = run(&["--help"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for cmd in ["up", "serve", "validate", "bench"] {
+        assert!(out.contains(cmd), "--help does not list {cmd}:\n{out}");
+    }
+    let o = run(&["no-such-command"]);
+    assert!(!o.status.success(), "{}", text(&o));
+}

@@ -1,0 +1,19 @@
+//! Scenario tests of the `polity` binary: each starts the real binary as a child
+//! process and talks to it over real protocols (HTTP, CoAP, MQTT) on loopback.
+//!
+//! | module | scenario |
+//! |---|---|
+//! | [`crash`] | `kill -9` under load loses no acknowledged observation |
+//! | [`demo`] | `polity up` serves the demo nation within 30 s, units normalized |
+//! | [`malformed`] | malformed input on every source is a clear, counted error |
+//! | [`cli`] | busy ports name the flag, `validate` positions, `--help` |
+//!
+//! Every child is killed (SIGKILL) when its guard drops, so a failing test leaves no
+//! process behind. Listeners use port 0 or ports that were free a moment earlier, never
+//! 1883.
+
+mod cli;
+mod common;
+mod crash;
+mod demo;
+mod malformed;
