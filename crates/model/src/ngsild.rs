@@ -127,7 +127,32 @@ fn valid_name(s: &str) -> bool {
             c.is_control()
                 || c.is_whitespace()
                 || matches!(c, '<' | '>' | '"' | '\'' | '=' | ';' | '(' | ')')
+                // Not allowed in IRIs either (RFC 3987), so such a name could not be
+                // expanded to an attribute IRI and read back.
+                || matches!(c, '{' | '}' | '|' | '\\' | '^' | '`')
         })
+}
+
+/// Entity members that are not attributes.
+fn entity_member(k: &str) -> bool {
+    matches!(
+        k,
+        "id" | "type"
+            | "@id"
+            | "@type"
+            | "@context"
+            | "scope"
+            | "createdAt"
+            | "modifiedAt"
+            | "deletedAt"
+    )
+}
+
+/// Whether `name` expands to the IRI of a reserved member while not being spelt as that
+/// member (e.g. `https://uri.etsi.org/ngsi-ld/createdAt` used as an attribute name).
+fn aliases_reserved(name: &str, expanded: &str, is_reserved: fn(&str) -> bool) -> bool {
+    let compact = Context::core().compact_iri(expanded);
+    compact != name && is_reserved(&compact)
 }
 
 const GEO_TYPES: [&str; 6] = [
@@ -424,8 +449,17 @@ fn instance(name: &str, v: &Json, ctx: &Context, depth: usize) -> Result<Instanc
                 clip(name)
             )));
         }
+        let expanded = ctx.expand_term(k);
+        if aliases_reserved(k, &expanded, reserved) {
+            return Err(bad(format!(
+                "sub-attribute name `{}` of `{}` expands to the reserved member `{}`; rename it",
+                clip(k),
+                clip(name),
+                Context::core().compact_iri(&expanded)
+            )));
+        }
         let inst = instance(k, sub, ctx, depth + 1)?;
-        meta.insert(ctx.expand_term(k).into_owned(), instance_json(&inst));
+        meta.insert(expanded.into_owned(), instance_json(&inst));
     }
     Ok(Instance {
         value,
@@ -538,17 +572,7 @@ pub fn parse_entity(
     let mut observations = Vec::with_capacity(o.len());
     let mut seen: HashSet<(Arc<str>, Option<Arc<str>>)> = HashSet::new();
     for (name, v) in o {
-        if matches!(
-            name.as_str(),
-            "id" | "type"
-                | "@id"
-                | "@type"
-                | "@context"
-                | "scope"
-                | "createdAt"
-                | "modifiedAt"
-                | "deletedAt"
-        ) {
+        if entity_member(name) {
             continue;
         }
         if !valid_name(name) {
@@ -558,6 +582,13 @@ pub fn parse_entity(
             )));
         }
         let attr: Arc<str> = Arc::from(ctx.expand_term(name));
+        if aliases_reserved(name, &attr, entity_member) {
+            return Err(bad(format!(
+                "attribute name `{}` expands to the reserved NGSI-LD member `{}`; rename it",
+                clip(name),
+                Context::core().compact_iri(&attr)
+            )));
+        }
         if &*attr == "@id" || &*attr == "@type" {
             return Err(bad(format!(
                 "`{}` is an alias of {attr} and cannot be an attribute name",

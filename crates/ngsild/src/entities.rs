@@ -4,7 +4,10 @@ use std::{collections::BTreeSet, sync::Arc};
 
 use axum::{
     body::Bytes,
-    extract::{Path, Query, State, rejection::BytesRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{BytesRejection, QueryRejection},
+    },
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -32,11 +35,18 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(Problem::internal)
 }
 
+/// The query parameters, or a ProblemDetails error naming what is malformed.
+pub(crate) fn params<T>(p: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    p.map(|Query(p)| p)
+        .map_err(|e| Problem::bad_data(format!("malformed query parameters: {}", e.body_text())))
+}
+
 /// Reads the JSON body of a write and counts it on the HTTP source. A body that is too
 /// large or not JSON is kept as a dead letter (the raw bytes, when they were read) and
 /// answered with a ProblemDetails error.
 pub(crate) async fn write_body(
     st: &ApiState,
+    headers: &HeaderMap,
     tenant: &Tenant,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Value, Problem> {
@@ -59,6 +69,20 @@ pub(crate) async fn write_body(
         }
     };
     st.http_source.message(bytes.len());
+    let media = request::media_type(headers);
+    if !matches!(
+        media.as_str(),
+        "application/json" | "application/ld+json" | ""
+    ) {
+        let p = Problem::new(
+            ErrorType::UnsupportedMediaType,
+            format!(
+                "Content-Type `{media}` is not accepted here; send application/json or application/ld+json"
+            ),
+        );
+        reject(st, tenant, &p.detail, bytes.to_vec()).await;
+        return Err(p);
+    }
     match serde_json::from_slice(&bytes) {
         Ok(v) => Ok(v),
         Err(e) => {
@@ -195,9 +219,10 @@ fn parse_id(s: &str) -> Result<EntityId, Problem> {
 pub async fn retrieve(
     State(st): State<ApiState>,
     Path(id): Path<String>,
-    Query(p): Query<EntityParams>,
+    p: Result<Query<EntityParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let p = params(p)?;
     let media = request::accept(&headers)?;
     let ctx = request::context_from_headers(&headers, &st.contexts)?;
     let (tenant, explicit) = request::tenant(&headers, &st.default_tenant)?;
@@ -234,9 +259,10 @@ pub async fn retrieve(
 /// `GET /ngsi-ld/v1/entities`: query by type and/or id, paginated.
 pub async fn query(
     State(st): State<ApiState>,
-    Query(p): Query<EntityParams>,
+    p: Result<Query<EntityParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let p = params(p)?;
     let media = request::accept(&headers)?;
     let ctx = request::context_from_headers(&headers, &st.contexts)?;
     let (tenant, explicit) = request::tenant(&headers, &st.default_tenant)?;
@@ -291,11 +317,18 @@ pub async fn query(
         let mut all: Vec<EntityState> = Vec::new();
         let mut total = 0u64;
         for ty in type_list {
+            // Filters applied here (attrs) and counts of id lists need every match, so
+            // the store cuts the page only for plain type queries.
+            let wanted = if attr_filter.is_some() || ids.is_some() {
+                usize::MAX
+            } else {
+                offset + limit
+            };
             let q = EntityQuery {
                 entity_type: ty.clone(),
                 ids: ids.clone(),
                 after: None,
-                limit: offset + limit,
+                limit: wanted,
             };
             let mut found = store.entities(&tenant, &q)?;
             if let Some(attrs) = &attr_filter {
@@ -424,7 +457,7 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let (tenant, _) = request::tenant(&headers, &st.default_tenant)?;
-    let v = write_body(&st, &tenant, body).await?;
+    let v = write_body(&st, &headers, &tenant, body).await?;
     let ctx = match request::context_for_body(&headers, &v, &st.contexts) {
         Ok(c) => c,
         Err(p) => {
@@ -457,6 +490,8 @@ pub async fn create(
         return Err(Problem::bad_data("no entity in the body"));
     };
     let id = entity.id.clone();
+    // Check and commit under one lock so two concurrent creates of an id cannot both win.
+    let _create = st.create_lock.lock().await;
     if !existing(&st, &tenant, vec![id.clone()]).await?.is_empty() {
         return Err(Problem::new(
             ErrorType::AlreadyExists,
@@ -479,7 +514,7 @@ pub async fn batch_upsert(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let (tenant, _) = request::tenant(&headers, &st.default_tenant)?;
-    let v = write_body(&st, &tenant, body).await?;
+    let v = write_body(&st, &headers, &tenant, body).await?;
     let Value::Array(items) = v else {
         let p = Problem::bad_data("a batch upsert body must be a JSON array of entities");
         reject(
@@ -575,9 +610,10 @@ pub struct TypeParams {
 /// `GET /ngsi-ld/v1/types`: an EntityTypeList, or EntityType details.
 pub async fn types(
     State(st): State<ApiState>,
-    Query(p): Query<TypeParams>,
+    p: Result<Query<TypeParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let p = params(p)?;
     let media = request::accept(&headers)?;
     let ctx = request::context_from_headers(&headers, &st.contexts)?;
     let (tenant, explicit) = request::tenant(&headers, &st.default_tenant)?;

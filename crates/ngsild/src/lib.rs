@@ -66,6 +66,8 @@ pub struct ApiState {
     pub http_source: Arc<SourceCounters>,
     /// Counters of the HTTP SenML source.
     pub senml_source: Arc<SourceCounters>,
+    /// Serializes entity creation (existence check and commit).
+    pub create_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ApiState {
@@ -89,6 +91,7 @@ impl ApiState {
                 None,
                 "POST /api/ingest/senml",
             ),
+            create_lock: Arc::default(),
         }
     }
 }

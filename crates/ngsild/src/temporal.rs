@@ -1,7 +1,7 @@
 //! Temporal retrieval: `GET /ngsi-ld/v1/temporal/entities/{id}` with `timerel`.
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderMap, StatusCode},
     response::Response,
 };
@@ -86,9 +86,10 @@ pub fn interval(p: &TemporalParams) -> Result<(Option<Timestamp>, Option<Timesta
 pub async fn retrieve(
     State(st): State<ApiState>,
     Path(id): Path<String>,
-    Query(p): Query<TemporalParams>,
+    p: Result<Query<TemporalParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let p = crate::entities::params(p)?;
     let media = request::accept(&headers)?;
     let ctx = request::context_from_headers(&headers, &st.contexts)?;
     let (tenant, explicit) = request::tenant(&headers, &st.default_tenant)?;

@@ -321,7 +321,7 @@ async fn concise_input_round_trips() {
 /// it replaces the entity's `createdAt`, and a client that sends the entity back loses
 /// it (`parse_entity` skips reserved names). Found by the `ngsild_entity` fuzz target.
 #[tokio::test]
-#[ignore = "bug: attribute names expanding to reserved NGSI-LD members (crates/model/src/ngsild.rs parse_entity)"]
+
 async fn reserved_member_iris_are_not_attribute_names() {
     let node = Node::start().await;
     let r = node
@@ -341,7 +341,7 @@ async fn reserved_member_iris_are_not_attribute_names() {
 /// renders over the attribute's own `observedAt`, so the served entity is not valid
 /// NGSI-LD (`observedAt` is an object).
 #[tokio::test]
-#[ignore = "bug: sub-attribute names expanding to reserved members (crates/model/src/ngsild.rs instance)"]
+
 async fn reserved_member_iris_are_not_sub_attribute_names() {
     let node = Node::start().await;
     let r = node
@@ -365,7 +365,7 @@ async fn reserved_member_iris_are_not_sub_attribute_names() {
 /// what a client reads back under that name is another attribute. Found by the
 /// `ngsild_entity` fuzz target.
 #[tokio::test]
-#[ignore = "bug: names outside IRI syntax do not round-trip (crates/model/src/ngsild.rs valid_name)"]
+
 async fn names_that_cannot_expand_to_iris_are_rejected() {
     let node = Node::start().await;
     let r = node
@@ -384,7 +384,7 @@ async fn names_that_cannot_expand_to_iris_are_rejected() {
 /// and commits in two steps (`existing` then `commit` in crates/ngsild/src/entities.rs),
 /// so requests that interleave all see "absent" and all answer 201.
 #[tokio::test]
-#[ignore = "bug: create checks existence and commits non-atomically (crates/ngsild/src/entities.rs create)"]
+
 async fn concurrent_creates_of_one_id_give_one_201() {
     let node = Node::start().await;
     let sends = (0..8).map(|_| {

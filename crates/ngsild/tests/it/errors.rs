@@ -56,7 +56,7 @@ async fn an_unsupported_content_type_is_415() {
 /// The media type is checked only after the body parsed as JSON, so a non-JSON body in
 /// an unsupported media type is answered 400 instead of 415.
 #[tokio::test]
-#[ignore = "bug: Content-Type is checked after JSON parsing (crates/ngsild/src/entities.rs create/batch_upsert)"]
+
 async fn an_unsupported_content_type_is_415_whatever_the_body() {
     let node = Node::start().await;
     let r = post(&node, ENTITIES, "text/plain", b"hello".to_vec()).await;

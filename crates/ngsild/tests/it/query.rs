@@ -167,7 +167,7 @@ async fn q_and_geo_queries_are_not_supported_yet() {
 /// limit` in `entities::query`), so entities without the attribute that sort first push
 /// matching ones off the page, and the count of an attrs query is the page size.
 #[tokio::test]
-#[ignore = "bug: attrs filter applied after the page limit (crates/ngsild/src/entities.rs query)"]
+
 async fn attrs_query_finds_matches_beyond_the_first_page() {
     let node = Node::start().await;
     // 01 and 02 have no status; 03 and 04 do.
@@ -181,7 +181,7 @@ async fn attrs_query_finds_matches_beyond_the_first_page() {
 /// Query parameters that do not parse are answered by axum's `Query` extractor with a
 /// plain-text 400, not a ProblemDetails body.
 #[tokio::test]
-#[ignore = "bug: malformed query parameters give axum's text/plain rejection, not ProblemDetails"]
+
 async fn malformed_query_parameters_are_problem_details() {
     let node = city().await;
     for q in [
