@@ -213,16 +213,6 @@ impl<'a> Reader<'a> {
         String::from_utf8(out).map_err(|_| DecodeError::new("key text is not UTF-8"))
     }
 
-    pub(crate) fn key_opt_str(&mut self) -> DResult<Option<String>> {
-        match self.u8()? {
-            0 => Ok(None),
-            1 => self.key_str().map(Some),
-            t => Err(DecodeError::new(format!(
-                "key option tag {t} is neither 0 nor 1"
-            ))),
-        }
-    }
-
     pub(crate) fn key_time(&mut self) -> DResult<Timestamp> {
         let raw = u64::from_be_bytes(self.array::<8>()?);
         let ms = (raw ^ (1 << 63)) as i64;
@@ -264,26 +254,21 @@ pub(crate) fn put_key_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(&[0, 0]);
 }
 
-pub(crate) fn put_key_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        None => buf.push(0),
-        Some(s) => {
-            buf.push(1);
-            put_key_str(buf, s);
-        }
-    }
-}
-
 pub(crate) fn key_time_bytes(t: Timestamp) -> [u8; 8] {
     ((t.as_millis() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-/// `tenant ‖ entity`: the prefix of an entity's record and of all its series.
+/// `tenant ‖ entity`: the key of an entity's record.
 pub(crate) fn entity_key(tenant: &Tenant, id: &EntityId) -> Vec<u8> {
     let mut k = Vec::with_capacity(tenant.as_str().len() + id.as_str().len() + 4);
-    put_key_str(&mut k, tenant.as_str());
-    put_key_str(&mut k, id.as_str());
+    put_entity_key(&mut k, tenant, id);
     k
+}
+
+/// Appends `tenant ‖ entity` to `buf`.
+pub(crate) fn put_entity_key(buf: &mut Vec<u8>, tenant: &Tenant, id: &EntityId) {
+    put_key_str(buf, tenant.as_str());
+    put_key_str(buf, id.as_str());
 }
 
 pub(crate) fn tenant_prefix(tenant: &Tenant) -> Vec<u8> {
@@ -292,44 +277,62 @@ pub(crate) fn tenant_prefix(tenant: &Tenant) -> Vec<u8> {
     k
 }
 
-/// `tenant ‖ entity ‖ attr`.
-pub(crate) fn series_attr_prefix(tenant: &Tenant, id: &EntityId, attr: &str) -> Vec<u8> {
-    let mut k = entity_key(tenant, id);
-    put_key_str(&mut k, attr);
+/// `series id ‖ time`: one point of a series. The id is big-endian, the time as in
+/// [`key_time_bytes`], so a series' points are contiguous and in time order.
+pub(crate) fn point_key(series: u64, t: Timestamp) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&series.to_be_bytes());
+    k[8..].copy_from_slice(&key_time_bytes(t));
     k
 }
 
-/// `tenant ‖ entity ‖ attr ‖ datasetId ‖ time`: one point of a series.
-pub(crate) fn series_key(tenant: &Tenant, o: &Observation) -> Vec<u8> {
-    let mut k = series_attr_prefix(tenant, &o.entity, &o.attr);
-    put_key_opt_str(&mut k, o.dataset_id.as_deref());
-    k.extend_from_slice(&key_time_bytes(o.observed_at));
-    k
+/// Splits a point key into its series id and time.
+pub(crate) fn decode_point_key(k: &[u8]) -> DResult<(u64, Timestamp)> {
+    let mut r = Reader::new(k);
+    let id = r.key_u64()?;
+    let t = r.key_time()?;
+    r.finish()?;
+    Ok((id, t))
 }
 
-/// A decoded series key.
-pub(crate) struct SeriesKey {
+/// What a series id stands for: one attribute instance of one entity of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SeriesIdentity {
+    pub(crate) tenant: Tenant,
     pub(crate) entity: EntityId,
     pub(crate) attr: String,
     pub(crate) dataset_id: Option<String>,
-    /// Length of the `tenant ‖ entity ‖ attr ‖ datasetId` prefix.
-    pub(crate) group_len: usize,
 }
 
-pub(crate) fn decode_series_key(k: &[u8]) -> DResult<SeriesKey> {
-    let mut r = Reader::new(k);
-    r.key_tenant()?;
-    let entity = r.key_entity()?;
-    let attr = r.key_str()?;
-    let dataset_id = r.key_opt_str()?;
-    let group_len = r.pos;
-    r.key_time()?;
+/// A `series_ids` value: `version ‖ tenant ‖ entity ‖ attr ‖ datasetId`, appended to
+/// `buf`. (The key is the id, big-endian.)
+pub(crate) fn put_series_identity(
+    buf: &mut Vec<u8>,
+    tenant: &Tenant,
+    entity: &EntityId,
+    attr: &str,
+    dataset_id: Option<&str>,
+) {
+    buf.push(VALUE_VERSION);
+    put_str(buf, tenant.as_str());
+    put_str(buf, entity.as_str());
+    put_str(buf, attr);
+    put_opt_str(buf, dataset_id);
+}
+
+pub(crate) fn decode_series_identity(v: &[u8]) -> DResult<SeriesIdentity> {
+    let mut r = Reader::new(v);
+    r.version()?;
+    let tenant = Tenant::new(r.str()?).map_err(|e| DecodeError::new(e.to_string()))?;
+    let entity = EntityId::new(r.str()?).map_err(|e| DecodeError::new(e.to_string()))?;
+    let attr = r.str()?.to_owned();
+    let dataset_id = r.opt_str()?.map(str::to_owned);
     r.finish()?;
-    Ok(SeriesKey {
+    Ok(SeriesIdentity {
+        tenant,
         entity,
         attr,
         dataset_id,
-        group_len,
     })
 }
 
@@ -482,12 +485,18 @@ pub(crate) fn get_payload(r: &mut Reader<'_>) -> DResult<Payload> {
 }
 
 /// A series value: `version ‖ entity type id ‖ payload`.
+#[cfg(test)]
 pub(crate) fn series_value(type_id: u32, o: &Observation) -> Vec<u8> {
     let mut v = Vec::with_capacity(16);
-    v.push(VALUE_VERSION);
-    put_varint(&mut v, u64::from(type_id));
-    put_payload(&mut v, o);
+    put_series_value(&mut v, type_id, o);
     v
+}
+
+/// Appends a series value (see [`series_value`]) to `buf`.
+pub(crate) fn put_series_value(buf: &mut Vec<u8>, type_id: u32, o: &Observation) {
+    buf.push(VALUE_VERSION);
+    put_varint(buf, u64::from(type_id));
+    put_payload(buf, o);
 }
 
 /// Decodes a series value into its entity type id and payload.
@@ -507,26 +516,50 @@ use polity_model::EntityState;
 
 /// `version ‖ type ‖ createdAt ‖ modifiedAt ‖ n ‖ n × (attr ‖ datasetId ‖ observedAt ‖
 /// type-or-same ‖ payload)`. The entity id lives in the key.
+#[cfg(test)]
 pub(crate) fn entity_value(e: &EntityState) -> Vec<u8> {
     let mut v = Vec::with_capacity(64 + 32 * e.attrs.len());
+    put_entity_value(
+        &mut v,
+        &e.entity_type,
+        e.created_at,
+        e.modified_at,
+        e.attrs.len(),
+        e.attrs.iter(),
+    );
+    v
+}
+
+/// Appends an entity value (see [`entity_value`]) to `buf`, from its parts: `attrs`
+/// yields exactly `n` attribute instances, sorted and unique by (attr, datasetId).
+pub(crate) fn put_entity_value<'a>(
+    v: &mut Vec<u8>,
+    entity_type: &str,
+    created_at: Timestamp,
+    modified_at: Timestamp,
+    n: usize,
+    attrs: impl Iterator<Item = &'a Observation>,
+) {
     v.push(VALUE_VERSION);
-    put_str(&mut v, &e.entity_type);
-    put_i64(&mut v, e.created_at.as_millis());
-    put_i64(&mut v, e.modified_at.as_millis());
-    put_varint(&mut v, e.attrs.len() as u64);
-    for a in &e.attrs {
-        put_str(&mut v, &a.attr);
-        put_opt_str(&mut v, a.dataset_id.as_deref());
-        put_i64(&mut v, a.observed_at.as_millis());
-        if a.entity_type == e.entity_type {
+    put_str(v, entity_type);
+    put_i64(v, created_at.as_millis());
+    put_i64(v, modified_at.as_millis());
+    put_varint(v, n as u64);
+    let mut written = 0usize;
+    for a in attrs {
+        put_str(v, &a.attr);
+        put_opt_str(v, a.dataset_id.as_deref());
+        put_i64(v, a.observed_at.as_millis());
+        if &*a.entity_type == entity_type {
             v.push(0);
         } else {
             v.push(1);
-            put_str(&mut v, &a.entity_type);
+            put_str(v, &a.entity_type);
         }
-        put_payload(&mut v, a);
+        put_payload(v, a);
+        written += 1;
     }
-    v
+    debug_assert_eq!(written, n, "the attribute count matches the attributes");
 }
 
 pub(crate) fn decode_entity_value(id: EntityId, v: &[u8]) -> DResult<EntityState> {
@@ -746,8 +779,11 @@ mod tests {
         }
     }
 
-    fn decode_series(type_name: &Arc<str>, k: &[u8], v: &[u8]) -> Observation {
-        let key = decode_series_key(k).unwrap();
+    fn decode_series(type_name: &Arc<str>, ident: &[u8], k: &[u8], v: &[u8]) -> Observation {
+        let key = decode_series_identity(ident).unwrap();
+        assert_eq!(key.tenant, tenant());
+        let (id, observed_at) = decode_point_key(k).unwrap();
+        assert_eq!(id, 0x0102_0304_0506_0708);
         let (ty, p) = decode_series_value(v).unwrap();
         assert_eq!(ty, 7);
         Observation {
@@ -757,7 +793,7 @@ mod tests {
             dataset_id: key.dataset_id.map(|d| Arc::from(d.as_str())),
             value: p.value,
             unit: p.unit,
-            observed_at: Reader::new(&k[key.group_len..]).key_time().unwrap(),
+            observed_at,
             privacy: p.privacy,
             meta: p.meta,
         }
@@ -766,9 +802,11 @@ mod tests {
     proptest! {
         #[test]
         fn series_points_round_trip(o in arb_obs()) {
-            let k = series_key(&tenant(), &o);
+            let mut ident = Vec::new();
+            put_series_identity(&mut ident, &tenant(), &o.entity, &o.attr, o.dataset_id.as_deref());
+            let k = point_key(0x0102_0304_0506_0708, o.observed_at);
             let v = series_value(7, &o);
-            let back = decode_series(&o.entity_type, &k, &v);
+            let back = decode_series(&o.entity_type, &ident, &k, &v);
             prop_assert_eq!(back, o);
         }
 
@@ -807,7 +845,8 @@ mod tests {
         #[test]
         fn decoding_garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             let id = EntityId::new("urn:x:1").unwrap();
-            let _ = decode_series_key(&bytes);
+            let _ = decode_point_key(&bytes);
+            let _ = decode_series_identity(&bytes);
             let _ = decode_series_value(&bytes);
             let _ = decode_entity_key(&bytes);
             let _ = decode_entity_value(id, &bytes);
@@ -845,16 +884,16 @@ mod tests {
     }
 
     #[test]
-    fn a_none_dataset_sorts_before_any_named_one_and_names_keep_their_order() {
-        let mk = |d: Option<&str>| {
-            let mut k = Vec::new();
-            put_key_opt_str(&mut k, d);
-            k
-        };
-        assert!(mk(None) < mk(Some("")));
-        assert!(mk(Some("")) < mk(Some("a")));
-        assert!(mk(Some("a")) < mk(Some("a\0")));
-        assert!(mk(Some("a\0")) < mk(Some("a\x01")));
+    fn point_keys_order_by_series_then_time() {
+        let t = |ms| Timestamp::from_millis(ms);
+        assert!(point_key(1, t(5)) < point_key(1, t(6)));
+        assert!(point_key(1, t(-5)) < point_key(1, t(0)));
+        assert!(
+            point_key(1, t(polity_model::time::MAX_MS))
+                < point_key(2, t(polity_model::time::MIN_MS))
+        );
+        assert_eq!(decode_point_key(&point_key(9, t(-7))).unwrap(), (9, t(-7)));
+        assert!(decode_point_key(&point_key(9, t(0))[..15]).is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! | keyspace       | key                                              | value                 |
 //! |----------------|--------------------------------------------------|-----------------------|
-//! | `series`       | tenant ‖ entity ‖ attr ‖ datasetId ‖ observedAt  | type id ‖ value, unit, privacy, meta |
+//! | `series`       | series id (u64, big-endian) ‖ observedAt         | type id ‖ value, unit, privacy, meta |
+//! | `series_ids`   | series id (u64, big-endian)                      | tenant, entity, attr, datasetId |
 //! | `entities`     | tenant ‖ entity                                  | the entity's state    |
 //! | `dead_letters` | id (u64, big-endian)                             | the dead letter       |
 //! | `devices`      | tenant ‖ device id                               | the device            |
@@ -17,6 +18,28 @@
 //! no type index is kept on disk: it is rebuilt from the entity records, which are read
 //! at open anyway.)
 //!
+//! Series ids: each series — one attribute instance (tenant, entity, attribute,
+//! datasetId) — is interned to a `u64` the first time a point of it is committed, and
+//! its points are keyed by `id ‖ time`: 16 bytes, so the memtable compares short keys
+//! and fjall keeps them inline, instead of ~90-byte keys with long common prefixes. The
+//! `series_ids` record is written in the same write batch as the series' first point,
+//! so no crash can leave a point without its id or an id without its point. The
+//! mapping is held in memory, per tenant and entity (loaded at open), and answers
+//! `series` queries and `delete_entity`; ids are never shared between tenants, so
+//! tenant isolation is that of the in-memory index. Ids of deleted series are removed
+//! with their points and may be handed out again after a reopen, which is harmless:
+//! nothing refers to them any more.
+//!
+//! Commit and the in-memory state: a commit reads the current state under the read
+//! lock and computes, per touched entity, only the attribute instances the batch
+//! changes (the winning observation of each, by the same rule as
+//! [`EntityState::apply`]), borrowed from the batch; it encodes the entity's new record
+//! by merging those into the current one, without building the new state. Only once
+//! the write batch is durable does it take the write lock and apply the changes in
+//! place (the state is behind an `Arc` that no reader keeps, so this does not copy).
+//! So readers never see state that is not durable, a failed commit leaves memory
+//! untouched, and no entity state is cloned.
+//!
 //! Durability: every write is one fjall write batch, across keyspaces, whose journal
 //! entry is synced with `fdatasync` ([`Durability::SyncData`]) before the write
 //! returns. fjall pre-allocates each journal file, syncs it with `fsync` when it creates
@@ -25,7 +48,7 @@
 //! ([`Durability::SyncAll`]) also flushes the modification time, which nothing needs.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     ops::Bound,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard},
@@ -40,7 +63,10 @@ use crate::{
 };
 
 /// The store format this build reads and writes.
-const FORMAT: u32 = 1;
+///
+/// 1: series points keyed by tenant ‖ entity ‖ attr ‖ datasetId ‖ time.
+/// 2: series points keyed by series id ‖ time, with the `series_ids` keyspace.
+const FORMAT: u32 = 2;
 
 /// How a write is made durable before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,10 +123,35 @@ struct TypeNames {
     names: Vec<Arc<str>>,
 }
 
+/// One series of an entity: an attribute instance and the id its points are keyed by.
+#[derive(Debug, Clone)]
+struct SeriesEntry {
+    attr: Arc<str>,
+    dataset_id: Option<Arc<str>>,
+    id: u64,
+}
+
+/// The (attribute, datasetId) of an attribute instance, ordered as series and entity
+/// attributes are: by attribute, then the default instance, then datasetId.
+fn instance(o: &Observation) -> (&str, Option<&str>) {
+    (&o.attr, o.dataset_id.as_deref())
+}
+
+/// Where the instance `key` is, or would go, in a list sorted by instance.
+fn find_series(list: &[SeriesEntry], key: (&str, Option<&str>)) -> Result<usize, usize> {
+    list.binary_search_by(|e| (&*e.attr, e.dataset_id.as_deref()).cmp(&key))
+}
+
+fn find_attr(attrs: &[Observation], key: (&str, Option<&str>)) -> Result<usize, usize> {
+    attrs.binary_search_by(|a| instance(a).cmp(&key))
+}
+
 #[derive(Default)]
 struct TenantMem {
     entities: BTreeMap<EntityId, Arc<EntityState>>,
     by_type: BTreeMap<Arc<str>, BTreeSet<EntityId>>,
+    /// Each entity's series, sorted by instance.
+    series: HashMap<EntityId, Vec<SeriesEntry>>,
     devices: u64,
     points: u64,
     dead_letters: u64,
@@ -118,6 +169,8 @@ struct Mem {
     types: TypeNames,
     dead_letters: u64,
     next_dead_letter: u64,
+    /// The id the next new series gets.
+    next_series: u64,
 }
 
 /// The embedded store. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -126,6 +179,7 @@ pub struct FjallStore {
     durability: Durability,
     db: Database,
     series: Keyspace,
+    series_ids: Keyspace,
     entities: Keyspace,
     dead_letters: Keyspace,
     devices: Keyspace,
@@ -185,6 +239,33 @@ fn points_key(t: &Tenant) -> Vec<u8> {
     k
 }
 
+fn check_format(db: &Database, meta: &Keyspace, dir: &Path, durability: Durability) -> Result<()> {
+    match meta.get(META_VERSION).map_err(io("open"))? {
+        Some(v) => {
+            let found = <[u8; 4]>::try_from(&*v)
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    keyspace: "meta",
+                    key: "v".into(),
+                    reason: "the format marker is not 4 bytes".into(),
+                })?;
+            if found != FORMAT {
+                return Err(StoreError::Format {
+                    dir: dir.to_owned(),
+                    found,
+                    supported: FORMAT,
+                });
+            }
+        }
+        None => {
+            let mut b = db.batch().durability(Some(durability.mode()));
+            b.insert(meta, META_VERSION, FORMAT.to_be_bytes().to_vec());
+            b.commit().map_err(io("open"))?;
+        }
+    }
+    Ok(())
+}
+
 impl FjallStore {
     /// Opens (creating if needed) the store in `dir`, and loads entity state, indexes
     /// and counts into memory.
@@ -213,50 +294,27 @@ impl FjallStore {
                     reason: describe(&e),
                 })
         };
+        // The format is checked before any other keyspace is created, so a directory of
+        // another format is refused as it is.
+        let meta = ks("meta")?;
+        check_format(&db, &meta, dir, opts.durability)?;
         let store = FjallStore {
             series: ks("series")?,
+            series_ids: ks("series_ids")?,
             entities: ks("entities")?,
             dead_letters: ks("dead_letters")?,
             devices: ks("devices")?,
-            meta: ks("meta")?,
+            meta,
             dir: dir.to_owned(),
             durability: opts.durability,
             db,
             mem: RwLock::new(Mem::default()),
             writer: Mutex::new(()),
         };
-        store.check_format()?;
         let mem = store.load()?;
         *store.mem_write() = mem;
         tracing::debug!(dir = %dir.display(), "store opened");
         Ok(store)
-    }
-
-    fn check_format(&self) -> Result<()> {
-        match self.meta.get(META_VERSION).map_err(io("open"))? {
-            Some(v) => {
-                let found = <[u8; 4]>::try_from(&*v)
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| StoreError::Corrupt {
-                        keyspace: "meta",
-                        key: "v".into(),
-                        reason: "the format marker is not 4 bytes".into(),
-                    })?;
-                if found != FORMAT {
-                    return Err(StoreError::Format {
-                        dir: self.dir.clone(),
-                        found,
-                        supported: FORMAT,
-                    });
-                }
-            }
-            None => {
-                let mut b = self.db.batch().durability(Some(self.durability.mode()));
-                b.insert(&self.meta, META_VERSION, FORMAT.to_be_bytes().to_vec());
-                b.commit().map_err(io("open"))?;
-            }
-        }
-        Ok(())
     }
 
     fn load(&self) -> Result<Mem> {
@@ -309,6 +367,7 @@ impl FjallStore {
                 .insert(id.clone());
             t.entities.insert(id, Arc::new(state));
         }
+        self.load_series_ids(&mut mem)?;
         for kv in self.devices.iter() {
             let k = kv.key().map_err(io("open"))?;
             let (tenant, _) = codec::decode_device_key(&k).map_err(corrupt("devices", &k))?;
@@ -327,6 +386,64 @@ impl FjallStore {
             }
         }
         Ok(mem)
+    }
+
+    /// Loads the series id of every series into the per-tenant, per-entity index.
+    fn load_series_ids(&self, mem: &mut Mem) -> Result<()> {
+        // Attribute names repeat across entities: share one allocation per name.
+        let mut names: HashSet<Arc<str>> = HashSet::new();
+        let mut intern = |s: String| -> Arc<str> {
+            if let Some(a) = names.get(s.as_str()) {
+                return a.clone();
+            }
+            let a: Arc<str> = Arc::from(s);
+            names.insert(a.clone());
+            a
+        };
+        for kv in self.series_ids.iter() {
+            let (k, v) = kv.into_inner().map_err(io("open"))?;
+            let id = <[u8; 8]>::try_from(&*k)
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    keyspace: "series_ids",
+                    key: codec::show_key(&k),
+                    reason: "a series id is not 8 bytes".into(),
+                })?;
+            let s = codec::decode_series_identity(&v).map_err(corrupt("series_ids", &k))?;
+            let entry = SeriesEntry {
+                attr: intern(s.attr),
+                dataset_id: s.dataset_id.map(Arc::from),
+                id,
+            };
+            mem.tenants
+                .entry(s.tenant)
+                .or_default()
+                .series
+                .entry(s.entity)
+                .or_default()
+                .push(entry);
+            // Keys come in ascending order, so this ends at the largest id plus one.
+            mem.next_series = id.saturating_add(1);
+        }
+        for t in mem.tenants.values_mut() {
+            for list in t.series.values_mut() {
+                list.sort_by(|a, b| (&a.attr, &a.dataset_id).cmp(&(&b.attr, &b.dataset_id)));
+                if let Some(w) = list
+                    .windows(2)
+                    .find(|w| (&w[0].attr, &w[0].dataset_id) == (&w[1].attr, &w[1].dataset_id))
+                {
+                    return Err(StoreError::Corrupt {
+                        keyspace: "series_ids",
+                        key: codec::show_key(&w[1].id.to_be_bytes()),
+                        reason: format!(
+                            "series {} and {} are the same attribute instance",
+                            w[0].id, w[1].id
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn mem(&self) -> RwLockReadGuard<'_, Mem> {
@@ -352,36 +469,37 @@ impl FjallStore {
         &self.dir
     }
 
-    /// Reads the points of one (attribute, datasetId) group whose key prefix is `group`.
-    fn read_group(
+    /// Reads the points of one series (attribute instance) of `entity` within the
+    /// query's time range, at most the query's remaining budget.
+    fn read_series(
         &self,
-        group: &[u8],
-        sk: &codec::SeriesKey,
+        entity: &EntityId,
+        series: &SeriesEntry,
         q: &SeriesQuery,
         names: &TypeNames,
         out: &mut Vec<Observation>,
     ) -> Result<()> {
         let budget = q.limit.saturating_sub(out.len());
-        let attr: Arc<str> = Arc::from(sk.attr.as_str());
-        let dataset_id: Option<Arc<str>> = sk.dataset_id.as_deref().map(Arc::from);
-        let entity = &sk.entity;
-        let mut lo = group.to_vec();
-        if let Some(from) = q.from {
-            lo.extend_from_slice(&codec::key_time_bytes(from));
-        }
-        let mut hi = group.to_vec();
-        match q.to {
-            Some(to) => hi.extend_from_slice(&codec::key_time_bytes(to)),
-            None => hi.extend_from_slice(&[0xFF; 9]),
-        }
-        if lo >= hi {
+        let id = series.id.to_be_bytes();
+        let key = |time: [u8; 8]| {
+            let mut k = [0u8; 16];
+            k[..8].copy_from_slice(&id);
+            k[8..].copy_from_slice(&time);
+            k
+        };
+        let lo = key(q.from.map_or([0; 8], codec::key_time_bytes));
+        let hi = match q.to {
+            Some(to) => Bound::Excluded(key(codec::key_time_bytes(to))),
+            None => Bound::Included(key([0xFF; 8])),
+        };
+        if let Some(to) = q.to
+            && q.from.is_some_and(|from| from >= to)
+        {
             return Ok(());
         }
         let decode = |kv: ::fjall::Guard| -> Result<Observation> {
             let (k, v) = kv.into_inner().map_err(io("read series"))?;
-            let time = codec::Reader::new(k.get(group.len()..).unwrap_or_default())
-                .key_time()
-                .map_err(corrupt("series", &k))?;
+            let (_, time) = codec::decode_point_key(&k).map_err(corrupt("series", &k))?;
             let (ty, p) = codec::decode_series_value(&v).map_err(corrupt("series", &k))?;
             let entity_type =
                 names
@@ -396,8 +514,8 @@ impl FjallStore {
             Ok(Observation {
                 entity: entity.clone(),
                 entity_type,
-                attr: attr.clone(),
-                dataset_id: dataset_id.clone(),
+                attr: series.attr.clone(),
+                dataset_id: series.dataset_id.clone(),
                 value: p.value,
                 unit: p.unit,
                 observed_at: time,
@@ -405,7 +523,7 @@ impl FjallStore {
                 meta: p.meta,
             })
         };
-        let range = self.series.range(lo..hi);
+        let range = self.series.range((Bound::Included(lo), hi));
         match q.last_n {
             Some(n) => {
                 let start = out.len();
@@ -518,25 +636,33 @@ impl EntityStore for FjallStore {
     fn delete_entity(&self, tenant: &Tenant, id: &EntityId) -> Result<bool> {
         let _w = self.lock_writer();
         let key = codec::entity_key(tenant, id);
-        let existed = self
-            .mem()
-            .tenants
-            .get(tenant)
-            .is_some_and(|t| t.entities.contains_key(id));
-        let mut b = self.batch();
-        b.remove(&self.entities, key.clone());
-        let mut removed = 0u64;
-        for kv in self.series.prefix(&key) {
-            let k = kv.key().map_err(io("delete entity"))?;
-            b.remove(&self.series, k);
-            removed += 1;
+        let (existed, series, points) = {
+            let mem = self.mem();
+            let t = mem.tenants.get(tenant);
+            (
+                t.is_some_and(|t| t.entities.contains_key(id)),
+                t.and_then(|t| t.series.get(id))
+                    .cloned()
+                    .unwrap_or_default(),
+                t.map_or(0, |t| t.points),
+            )
+        };
+        if !existed && series.is_empty() {
+            return Ok(false);
         }
-        let points = self
-            .mem()
-            .tenants
-            .get(tenant)
-            .map_or(0, |t| t.points)
-            .saturating_sub(removed);
+        let mut b = self.batch();
+        b.remove(&self.entities, key);
+        let mut removed = 0u64;
+        for s in &series {
+            let prefix = s.id.to_be_bytes();
+            for kv in self.series.prefix(prefix) {
+                let k = kv.key().map_err(io("delete entity"))?;
+                b.remove(&self.series, k);
+                removed += 1;
+            }
+            b.remove(&self.series_ids, prefix);
+        }
+        let points = points.saturating_sub(removed);
         if removed > 0 {
             b.insert(
                 &self.meta,
@@ -544,13 +670,11 @@ impl EntityStore for FjallStore {
                 points.to_le_bytes().to_vec(),
             );
         }
-        if !existed && removed == 0 {
-            return Ok(false);
-        }
         b.commit().map_err(io("delete entity"))?;
         let mut mem = self.mem_write();
         if let Some(t) = mem.tenants.get_mut(tenant) {
             t.points = points;
+            t.series.remove(id);
             if let Some(e) = t.entities.remove(id)
                 && let Some(set) = t.by_type.get_mut(&e.entity_type)
             {
@@ -567,37 +691,22 @@ impl EntityStore for FjallStore {
 impl SeriesStore for FjallStore {
     fn series(&self, tenant: &Tenant, id: &EntityId, q: &SeriesQuery) -> Result<Vec<Observation>> {
         let mem = self.mem();
-        let names = &mem.types;
         let mut out = Vec::new();
-        let prefixes: Vec<Vec<u8>> = match &q.attrs {
-            None => vec![codec::entity_key(tenant, id)],
-            Some(attrs) => {
-                let mut a: Vec<&str> = attrs.iter().map(|a| &**a).collect();
-                a.sort_unstable();
-                a.dedup();
-                a.into_iter()
-                    .map(|a| codec::series_attr_prefix(tenant, id, a))
-                    .collect()
-            }
+        let Some(list) = mem.tenants.get(tenant).and_then(|t| t.series.get(id)) else {
+            return Ok(out);
         };
-        for prefix in prefixes {
-            // Skip-scan: find the first key of each (attribute, datasetId) group, read
-            // the group's time range, then seek past the group.
-            let mut cursor = prefix.clone();
-            while out.len() < q.limit {
-                let Some(kv) = self.series.range(cursor.as_slice()..).next() else {
-                    break;
-                };
-                let k = kv.key().map_err(io("read series"))?;
-                if !k.starts_with(&prefix) {
-                    break;
-                }
-                let sk = codec::decode_series_key(&k).map_err(corrupt("series", &k))?;
-                let group = k.get(..sk.group_len).unwrap_or_default();
-                self.read_group(group, &sk, q, names, &mut out)?;
-                cursor = group.to_vec();
-                cursor.extend_from_slice(&[0xFF; 9]);
+        // The list is in instance order: attribute, then the default instance, then
+        // datasetId, which is the order the points are returned in.
+        for series in list {
+            if out.len() >= q.limit {
+                break;
             }
+            if let Some(attrs) = &q.attrs
+                && !attrs.iter().any(|a| **a == *series.attr)
+            {
+                continue;
+            }
+            self.read_series(id, series, q, &mem.types, &mut out)?;
         }
         Ok(out)
     }
@@ -756,6 +865,321 @@ impl Registry for FjallStore {
     }
 }
 
+/// One entity touched by a commit: what the commit changes in it, borrowed from the
+/// batches, to be installed once the write is durable.
+struct Touched<'b> {
+    tenant: &'b Tenant,
+    entity: &'b EntityId,
+    /// The type of an entity the commit creates (its first observation's); `None` if
+    /// the entity exists.
+    new_type: Option<&'b Arc<str>>,
+    /// The winning observation of each attribute instance the commit changes, sorted by
+    /// instance.
+    changes: Vec<&'b Observation>,
+    /// How many of `changes` are instances the stored state does not have.
+    added: usize,
+    /// Series the commit creates, sorted by instance, with their new ids.
+    new_series: Vec<(&'b Observation, u64)>,
+}
+
+impl<'b> Touched<'b> {
+    /// Folds `o` in, by the rule of [`EntityState::apply`] applied to the stored state
+    /// `base` and then to every observation before `o`. Returns whether it changed
+    /// anything.
+    fn fold(&mut self, base: Option<&EntityState>, o: &'b Observation) -> bool {
+        let key = instance(o);
+        let ignored = |cur: &Observation| o.observed_at < cur.observed_at || cur == o;
+        match self.changes.binary_search_by(|c| instance(c).cmp(&key)) {
+            Ok(i) => {
+                if ignored(self.changes[i]) {
+                    return false;
+                }
+                self.changes[i] = o;
+            }
+            Err(i) => {
+                let cur = base.and_then(|e| find_attr(&e.attrs, key).ok().map(|j| &e.attrs[j]));
+                match cur {
+                    Some(cur) if ignored(cur) => return false,
+                    Some(_) => {}
+                    None => self.added += 1,
+                }
+                self.changes.insert(i, o);
+            }
+        }
+        true
+    }
+
+    /// Applies the changes to the entity's state (the stored one, or a new one).
+    fn apply_to(&self, e: &mut EntityState, now: Timestamp) {
+        e.modified_at = e.modified_at.max(now);
+        for &o in &self.changes {
+            match find_attr(&e.attrs, instance(o)) {
+                Ok(i) => e.attrs[i] = o.clone(),
+                Err(i) => e.attrs.insert(i, o.clone()),
+            }
+        }
+    }
+
+    /// Appends the entity's record after the commit to `buf`: the stored state
+    /// (`base`) with `changes` merged in.
+    fn encode(&self, base: Option<&EntityState>, now: Timestamp, buf: &mut Vec<u8>) {
+        match base {
+            None => {
+                let ty = self.new_type.map_or("", |t| &**t);
+                codec::put_entity_value(
+                    buf,
+                    ty,
+                    now,
+                    now,
+                    self.changes.len(),
+                    self.changes.iter().copied(),
+                );
+            }
+            Some(e) => {
+                let (mut old, mut new) =
+                    (e.attrs.iter().peekable(), self.changes.iter().peekable());
+                let merged = std::iter::from_fn(|| match (old.peek(), new.peek()) {
+                    (Some(a), Some(b)) => match instance(a).cmp(&instance(b)) {
+                        std::cmp::Ordering::Less => old.next(),
+                        std::cmp::Ordering::Greater => new.next().copied(),
+                        std::cmp::Ordering::Equal => {
+                            old.next();
+                            new.next().copied()
+                        }
+                    },
+                    (Some(_), None) => old.next(),
+                    (None, _) => new.next().copied(),
+                });
+                codec::put_entity_value(
+                    buf,
+                    &e.entity_type,
+                    e.created_at,
+                    e.modified_at.max(now),
+                    e.attrs.len() + self.added,
+                    merged,
+                );
+            }
+        }
+    }
+}
+
+/// What a commit changes in memory, installed only after its write is durable.
+struct Plan<'b> {
+    touched: Vec<Touched<'b>>,
+    new_types: Vec<Arc<str>>,
+    /// Each tenant's point count after the commit.
+    points: Vec<(&'b Tenant, u64)>,
+    next_series: u64,
+}
+
+impl FjallStore {
+    /// Adds every write of a commit to `b` and returns what to change in memory once
+    /// they are durable. Reads `mem` only.
+    fn plan<'b>(
+        &self,
+        mem: &Mem,
+        batches: &'b [Batch],
+        now: Timestamp,
+        b: &mut ::fjall::OwnedWriteBatch,
+        stats: &mut CommitStats,
+    ) -> Result<Plan<'b>> {
+        let mut touched: Vec<Touched<'b>> = Vec::new();
+        // Parallel to `touched`: the entity's stored state and series, if any.
+        let mut stored: Vec<(Option<&EntityState>, &[SeriesEntry])> = Vec::new();
+        let mut slots: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut new_types: Vec<Arc<str>> = Vec::new();
+        let mut points: Vec<(&'b Tenant, u64)> = Vec::new();
+        let mut next_series = mem.next_series;
+        // One buffer for every value: fjall copies each (inline when short).
+        let mut buf: Vec<u8> = Vec::with_capacity(256);
+        let mut last_type: Option<(&Arc<str>, u32)> = None;
+        for batch in batches {
+            let tm = mem.tenants.get(&batch.tenant);
+            let mut last: Option<(&EntityId, usize)> = None;
+            for o in &batch.observations {
+                // The entity's slot: observations of one entity often come together.
+                let slot = match last {
+                    Some((e, slot)) if *e == o.entity => slot,
+                    _ => {
+                        let slot = *slots
+                            .entry((batch.tenant.as_str(), o.entity.as_str()))
+                            .or_insert_with(|| {
+                                let base = tm.and_then(|t| t.entities.get(&o.entity));
+                                let series = tm.and_then(|t| t.series.get(&o.entity));
+                                stored.push((base.map(|e| &**e), series.map_or(&[], |s| &s[..])));
+                                touched.push(Touched {
+                                    tenant: &batch.tenant,
+                                    entity: &o.entity,
+                                    new_type: base.is_none().then_some(&o.entity_type),
+                                    changes: Vec::new(),
+                                    added: 0,
+                                    new_series: Vec::new(),
+                                });
+                                touched.len() - 1
+                            });
+                        last = Some((&o.entity, slot));
+                        slot
+                    }
+                };
+                let (base, series) = stored[slot];
+                let t = &mut touched[slot];
+                let key = instance(o);
+                let series_id = match find_series(series, key) {
+                    Ok(i) => series[i].id,
+                    Err(_) => match t
+                        .new_series
+                        .binary_search_by(|(s, _)| instance(s).cmp(&key))
+                    {
+                        Ok(i) => t.new_series[i].1,
+                        Err(i) => {
+                            // A new series: its id record goes in the same write batch as
+                            // its first point.
+                            let id = next_series;
+                            next_series = id.checked_add(1).ok_or_else(|| {
+                                StoreError::Invalid("the store ran out of series ids".into())
+                            })?;
+                            t.new_series.insert(i, (o, id));
+                            buf.clear();
+                            codec::put_series_identity(
+                                &mut buf,
+                                &batch.tenant,
+                                &o.entity,
+                                &o.attr,
+                                o.dataset_id.as_deref(),
+                            );
+                            stats.bytes += (8 + buf.len()) as u64;
+                            b.insert(&self.series_ids, id.to_be_bytes(), buf.as_slice());
+                            id
+                        }
+                    },
+                };
+                let type_id = match last_type {
+                    Some((ty, id)) if Arc::ptr_eq(ty, &o.entity_type) || *ty == o.entity_type => id,
+                    _ => {
+                        let id = match mem.types.ids.get(&o.entity_type) {
+                            Some(&id) => id,
+                            None => {
+                                let base = mem.types.names.len();
+                                match new_types.iter().position(|t| *t == o.entity_type) {
+                                    Some(i) => (base + i) as u32,
+                                    None => {
+                                        if base + new_types.len() >= u32::MAX as usize {
+                                            return Err(StoreError::Invalid(
+                                                "more than 4 billion distinct entity types".into(),
+                                            ));
+                                        }
+                                        new_types.push(o.entity_type.clone());
+                                        (base + new_types.len() - 1) as u32
+                                    }
+                                }
+                            }
+                        };
+                        last_type = Some((&o.entity_type, id));
+                        id
+                    }
+                };
+                buf.clear();
+                codec::put_series_value(&mut buf, type_id, o);
+                stats.bytes += (16 + buf.len()) as u64;
+                b.insert(
+                    &self.series,
+                    codec::point_key(series_id, o.observed_at),
+                    buf.as_slice(),
+                );
+                t.fold(base, o);
+            }
+            let n = batch.observations.len() as u64;
+            match points.iter_mut().find(|(t, _)| **t == batch.tenant) {
+                Some((_, total)) => *total += n,
+                None => points.push((&batch.tenant, tm.map_or(0, |t| t.points) + n)),
+            }
+        }
+        for (i, ty) in new_types.iter().enumerate() {
+            b.insert(
+                &self.meta,
+                type_key((mem.types.names.len() + i) as u32),
+                ty.as_bytes(),
+            );
+        }
+        for (t, n) in &points {
+            b.insert(&self.meta, points_key(t), n.to_le_bytes());
+        }
+        let mut key = Vec::with_capacity(128);
+        for (t, &(base, _)) in touched.iter().zip(&stored) {
+            if t.changes.is_empty() {
+                continue;
+            }
+            key.clear();
+            codec::put_entity_key(&mut key, t.tenant, t.entity);
+            buf.clear();
+            t.encode(base, now, &mut buf);
+            stats.bytes += (key.len() + buf.len()) as u64;
+            b.insert(&self.entities, key.as_slice(), buf.as_slice());
+        }
+        stats.entities_touched = touched.len() as u64;
+        Ok(Plan {
+            touched,
+            new_types,
+            points,
+            next_series,
+        })
+    }
+
+    /// Installs a durable commit's changes in memory.
+    fn install(&self, plan: Plan<'_>, now: Timestamp) {
+        let mut mem = self.mem_write();
+        for ty in plan.new_types {
+            let id = mem.types.names.len() as u32;
+            mem.types.ids.insert(ty.clone(), id);
+            mem.types.names.push(ty);
+        }
+        mem.next_series = plan.next_series;
+        for (t, total) in plan.points {
+            mem.tenants.entry(t.clone()).or_default().points = total;
+        }
+        // Consecutive entities are mostly of the same tenant.
+        let mut tenant: Option<(&Tenant, &mut TenantMem)> = None;
+        for t in plan.touched {
+            let tm = match tenant.take() {
+                Some((name, tm)) if name == t.tenant => tm,
+                _ => mem.tenants.entry(t.tenant.clone()).or_default(),
+            };
+            if !t.new_series.is_empty() {
+                let list = tm.series.entry(t.entity.clone()).or_default();
+                for (o, id) in &t.new_series {
+                    let entry = SeriesEntry {
+                        attr: o.attr.clone(),
+                        dataset_id: o.dataset_id.clone(),
+                        id: *id,
+                    };
+                    match find_series(list, instance(o)) {
+                        Ok(i) => list[i] = entry,
+                        Err(i) => list.insert(i, entry),
+                    }
+                }
+            }
+            if !t.changes.is_empty() {
+                match tm.entities.get_mut(t.entity) {
+                    // No reader keeps the `Arc` (they clone the state out), so this does
+                    // not copy.
+                    Some(e) => t.apply_to(Arc::make_mut(e), now),
+                    None => {
+                        let ty = t.new_type.unwrap_or(&t.changes[0].entity_type).clone();
+                        tm.by_type
+                            .entry(ty.clone())
+                            .or_default()
+                            .insert(t.entity.clone());
+                        let mut e = EntityState::new(t.entity.clone(), ty, now);
+                        t.apply_to(&mut e, now);
+                        tm.entities.insert(t.entity.clone(), Arc::new(e));
+                    }
+                }
+            }
+            tenant = Some((t.tenant, tm));
+        }
+    }
+}
+
 impl Store for FjallStore {
     fn commit(&self, batches: &[Batch]) -> Result<CommitStats> {
         let n: usize = batches.iter().map(|b| b.observations.len()).sum();
@@ -764,101 +1188,17 @@ impl Store for FjallStore {
         }
         let _w = self.lock_writer();
         let now = Timestamp::now();
-        let mut stats = CommitStats::default();
+        let mut stats = CommitStats {
+            observations: n as u64,
+            ..CommitStats::default()
+        };
         let mut b = ::fjall::OwnedWriteBatch::with_capacity(self.db.clone(), n + 16)
             .durability(Some(self.durability.mode()));
-        // Entities touched, in first-touch order, with whether they changed.
-        let mut touched: HashMap<(Tenant, EntityId), (EntityState, bool, bool)> = HashMap::new();
-        let mut new_types: Vec<Arc<str>> = Vec::new();
-        let mut added_points: BTreeMap<Tenant, u64> = BTreeMap::new();
-        {
-            let mem = self.mem();
-            let mut type_id = |ty: &Arc<str>| -> u32 {
-                if let Some(&id) = mem.types.ids.get(ty) {
-                    return id;
-                }
-                let base = mem.types.names.len();
-                match new_types.iter().position(|t| t == ty) {
-                    Some(i) => (base + i) as u32,
-                    None => {
-                        new_types.push(ty.clone());
-                        (base + new_types.len() - 1) as u32
-                    }
-                }
-            };
-            for batch in batches {
-                let tm = mem.tenants.get(&batch.tenant);
-                for o in &batch.observations {
-                    let key = codec::series_key(&batch.tenant, o);
-                    let value = codec::series_value(type_id(&o.entity_type), o);
-                    stats.bytes += (key.len() + value.len()) as u64;
-                    b.insert(&self.series, key, value);
-                    let slot = touched
-                        .entry((batch.tenant.clone(), o.entity.clone()))
-                        .or_insert_with(|| match tm.and_then(|t| t.entities.get(&o.entity)) {
-                            Some(e) => (EntityState::clone(e), false, false),
-                            None => (
-                                EntityState::new(o.entity.clone(), o.entity_type.clone(), now),
-                                false,
-                                true,
-                            ),
-                        });
-                    slot.1 |= slot.0.apply(o, now);
-                }
-                *added_points.entry(batch.tenant.clone()).or_default() +=
-                    batch.observations.len() as u64;
-            }
-            if mem.types.names.len() + new_types.len() > u32::MAX as usize {
-                return Err(StoreError::Invalid(
-                    "more than 4 billion distinct entity types".into(),
-                ));
-            }
-            for (i, ty) in new_types.iter().enumerate() {
-                b.insert(
-                    &self.meta,
-                    type_key((mem.types.names.len() + i) as u32),
-                    ty.as_bytes().to_vec(),
-                );
-            }
-            for (t, n) in &mut added_points {
-                *n += mem.tenants.get(t).map_or(0, |t| t.points);
-                b.insert(&self.meta, points_key(t), n.to_le_bytes().to_vec());
-            }
-        }
-        stats.observations = n as u64;
-        stats.entities_touched = touched.len() as u64;
-        for ((t, id), (state, changed, _)) in &touched {
-            if *changed {
-                let k = codec::entity_key(t, id);
-                let v = codec::entity_value(state);
-                stats.bytes += (k.len() + v.len()) as u64;
-                b.insert(&self.entities, k, v);
-            }
-        }
+        let plan = self.plan(&self.mem(), batches, now, &mut b, &mut stats)?;
         b.commit().map_err(io("commit"))?;
-
-        let mut mem = self.mem_write();
-        for ty in new_types {
-            let id = mem.types.names.len() as u32;
-            mem.types.ids.insert(ty.clone(), id);
-            mem.types.names.push(ty);
-        }
-        for (t, total) in added_points {
-            mem.tenants.entry(t).or_default().points = total;
-        }
-        for ((t, id), (state, changed, is_new)) in touched {
-            if !changed {
-                continue;
-            }
-            let tm = mem.tenants.entry(t).or_default();
-            if is_new {
-                tm.by_type
-                    .entry(state.entity_type.clone())
-                    .or_default()
-                    .insert(id.clone());
-            }
-            tm.entities.insert(id, Arc::new(state));
-        }
+        // Only writers change `mem`, and `_w` excludes them: it is still what the plan
+        // was computed from.
+        self.install(plan, now);
         Ok(stats)
     }
 
@@ -872,5 +1212,103 @@ impl Store for FjallStore {
 
     fn disk_usage(&self) -> Result<u64> {
         self.db.disk_space().map_err(io("measure disk usage"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polity_model::{PrivacyClass, Value};
+    use proptest::prelude::*;
+
+    fn entity() -> EntityId {
+        EntityId::new("urn:ngsi-ld:X:1").unwrap()
+    }
+
+    prop_compose! {
+        fn arb_obs()(
+            attr in 0usize..3,
+            dataset in proptest::option::of(0usize..2),
+            ty in 0usize..2,
+            value in 0u8..3,
+            ms in 0i64..5,
+        ) -> Observation {
+            Observation {
+                entity: entity(),
+                entity_type: Arc::from(["T", "U"][ty]),
+                attr: Arc::from(["a", "b", "c"][attr]),
+                dataset_id: dataset.map(|d| Arc::from(["x", "y"][d])),
+                value: Value::Number(f64::from(value)),
+                unit: None,
+                observed_at: Timestamp::from_millis(ms),
+                privacy: PrivacyClass::Public,
+                meta: None,
+            }
+        }
+    }
+
+    proptest! {
+        /// Folding a commit's observations into changes, encoding the merged record and
+        /// applying the changes in place give exactly what applying each observation in
+        /// turn to a copy of the state gives.
+        #[test]
+        fn folded_changes_equal_applying_in_turn(
+            stored in proptest::option::of(prop::collection::vec(arb_obs(), 0..8)),
+            fresh in prop::collection::vec(arb_obs(), 0..12),
+            repeats in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+            now in 0i64..30,
+        ) {
+            // Observations the state already holds, as well as new ones.
+            let mut commit: Vec<Observation> = match &stored {
+                Some(s) if !s.is_empty() => repeats.iter().map(|i| i.get(s).clone()).collect(),
+                _ => Vec::new(),
+            };
+            commit.extend(fresh);
+            prop_assume!(!commit.is_empty());
+            let id = entity();
+            let now = Timestamp::from_millis(now);
+            let base = stored.map(|obs| {
+                let mut e = EntityState::new(id.clone(), Arc::from("T"), Timestamp::from_millis(10));
+                for (i, o) in obs.iter().enumerate() {
+                    e.apply(o, Timestamp::from_millis(10 + i as i64));
+                }
+                e
+            });
+            let mut want = base.clone().unwrap_or_else(|| {
+                EntityState::new(id.clone(), commit[0].entity_type.clone(), now)
+            });
+            let mut changed = base.is_none();
+            for o in &commit {
+                changed |= want.apply(o, now);
+            }
+
+            let tenant = Tenant::new("t").unwrap();
+            let mut t = Touched {
+                tenant: &tenant,
+                entity: &id,
+                new_type: base.is_none().then_some(&commit[0].entity_type),
+                changes: Vec::new(),
+                added: 0,
+                new_series: Vec::new(),
+            };
+            let mut folded = false;
+            for o in &commit {
+                folded |= t.fold(base.as_ref(), o);
+            }
+            prop_assert_eq!(folded, changed);
+            prop_assert_eq!(!t.changes.is_empty(), changed);
+            if changed {
+                let mut buf = Vec::new();
+                t.encode(base.as_ref(), now, &mut buf);
+                prop_assert_eq!(&buf, &codec::entity_value(&want));
+                let mut got = base.clone().unwrap_or_else(|| {
+                    EntityState::new(id.clone(), t.new_type.unwrap().clone(), now)
+                });
+                t.apply_to(&mut got, now);
+                prop_assert_eq!(got, want);
+            } else {
+                prop_assert_eq!(Some(want), base);
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 mod crash;
 mod reopen;
+mod series_ids;
 
 use polity_store::{
     Store,
