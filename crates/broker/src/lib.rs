@@ -192,25 +192,23 @@ fn wait_listening(addr: SocketAddr, opts: &BrokerOptions) -> Result<(), BrokerEr
     } else {
         addr
     };
-    let started = std::time::Instant::now();
-    loop {
-        // One real MQTT session (not a bare TCP probe, which rumqttd logs as an error)
-        // proves both the listener and the router answer.
-        // rumqttc's blocking client runs its own runtime, so it gets its own thread.
-        if thread::spawn(move || mqtt_session(connect_to))
-            .join()
-            .unwrap_or(false)
-        {
-            return Ok(());
-        }
-        if started.elapsed() >= opts.start_timeout {
-            return Err(BrokerError::NotListening {
-                addr,
-                waited_ms: opts.start_timeout.as_millis() as u64,
-                flag: opts.flag.clone(),
-            });
-        }
-        thread::sleep(Duration::from_millis(10));
+    // One real MQTT session proves both the listener and the router answer. It stays
+    // connected for the broker's life: rumqttd reuses connection ids, and tearing the
+    // probe down while the first real client connects can make the router drop that
+    // client's state ("no-connection id 0 is already gone"). rumqttc's blocking client
+    // runs its own runtime, so the session gets its own thread.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    thread::Builder::new()
+        .name("polity-broker-health".into())
+        .spawn(move || health_session(connect_to, ready_tx))
+        .map_err(BrokerError::Spawn)?;
+    match ready_rx.recv_timeout(opts.start_timeout) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(BrokerError::NotListening {
+            addr,
+            waited_ms: opts.start_timeout.as_millis() as u64,
+            flag: opts.flag.clone(),
+        }),
     }
 }
 
@@ -247,22 +245,22 @@ fn config(listen: SocketAddr, opts: &BrokerOptions) -> Config {
     }
 }
 
-/// One MQTT session with rumqttc: CONNECT, wait for CONNACK, then DISCONNECT once the
-/// router has registered the connection (so it does not log the probe as lost).
-fn mqtt_session(addr: SocketAddr) -> bool {
-    let opts = rumqttc::MqttOptions::new("polity-broker-probe", addr.ip().to_string(), addr.port());
-    let (client, mut connection) = rumqttc::Client::new(opts, 1);
-    let mut connected = false;
-    for event in connection.iter().take(8) {
+/// The broker's own health session: connects (retrying until the listener is up), says
+/// so once on `ready`, and then stays connected, answering keep-alives, for the life of
+/// the process.
+fn health_session(addr: SocketAddr, ready: std::sync::mpsc::Sender<()>) {
+    let mut opts =
+        rumqttc::MqttOptions::new("polity-broker-health", addr.ip().to_string(), addr.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (_client, mut connection) = rumqttc::Client::new(opts, 1);
+    for event in connection.iter() {
         match event {
             Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
-                connected = true;
-                thread::sleep(Duration::from_millis(100));
-                let _ = client.disconnect();
+                let _ = ready.send(());
             }
-            Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
             Ok(_) => {}
+            // Not listening yet (or gone): rumqttc reconnects on the next iteration.
+            Err(_) => thread::sleep(Duration::from_millis(10)),
         }
     }
-    connected
 }

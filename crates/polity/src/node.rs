@@ -155,6 +155,7 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut coap = BTreeMap::new();
+    let mut subscribed = Vec::new();
     for (name, section) in &cfg.sources {
         let ctx = SourceContext {
             name: name.clone(),
@@ -190,10 +191,28 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
                 let src = MqttSource::new(m, ctx).map_err(|e| {
                     anyhow::anyhow!("{e}").context(format!("starting MQTT source `{name}`"))
                 })?;
-                progress.step(format_args!("MQTT source `{name}` subscribing at {detail}"));
+                subscribed.push((name.clone(), detail, src.connected()));
                 let rx = shutdown_rx.clone();
                 tasks.push(tokio::spawn(async move { src.run(rx).await }));
             }
+        }
+    }
+    // A broker drops what is published before a subscription exists, so give each MQTT
+    // source a moment to subscribe before the node reports ready. A broker that is down
+    // does not stop the node: the source keeps retrying and /metrics shows it.
+    for (name, detail, flag) in subscribed {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !flag.load(std::sync::atomic::Ordering::Relaxed)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if flag.load(std::sync::atomic::Ordering::Relaxed) {
+            progress.step(format_args!("MQTT source `{name}` subscribed at {detail}"));
+        } else {
+            progress.step(format_args!(
+                "MQTT source `{name}` not yet connected to {detail}; it keeps retrying"
+            ));
         }
     }
 

@@ -282,7 +282,8 @@ impl MqttSource {
         })
     }
 
-    /// Whether the source is connected to its broker right now (for `/health`).
+    /// Whether the source is connected to its broker and subscribed right now (for
+    /// `/health`, and for start-up to wait until messages will reach it).
     pub fn connected(&self) -> Arc<AtomicBool> {
         self.connected.clone()
     }
@@ -323,7 +324,13 @@ impl MqttSource {
         let sh = &self.shared;
         // Acks between two polls are bounded by `max_in_flight`, so this channel never
         // fills while the loop below is waiting for an ack to be queued.
-        let (client, mut events) = AsyncClient::new(self.options.clone(), self.max_in_flight + 16);
+        let (client, events) = AsyncClient::new(self.options.clone(), self.max_in_flight + 16);
+        // rumqttc does not promise that `EventLoop::poll` is cancel-safe, so it runs in a
+        // task of its own that is never cancelled mid-poll, and hands events over a
+        // channel (whose `recv` is cancel-safe). When this loop stops taking events
+        // (max_in_flight reached), the poller waits on the channel and TCP backpressure
+        // does the rest; acks queue in the client's request channel meanwhile.
+        let (mut events, poller) = spawn_poller(events);
         let mut pending: VecDeque<(Publish, JoinHandle<Handled>)> = VecDeque::new();
         let end = loop {
             tokio::select! {
@@ -347,10 +354,11 @@ impl MqttSource {
                         }
                     }
                 }
-                ev = events.poll(), if pending.len() < self.max_in_flight => match ev {
+                ev = events.recv(), if pending.len() < self.max_in_flight => match ev {
+                    None => break SessionEnd::Lost("the MQTT event loop stopped".into()),
+                    Some(ev) => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         *attempt = 0;
-                        self.connected.store(true, Relaxed);
                         tracing::info!(source = %sh.name, session_present = ack.session_present, "MQTT source connected");
                         if client.subscribe_many(self.filters.clone()).await.is_err() {
                             break SessionEnd::Lost("the MQTT client stopped".into());
@@ -361,6 +369,8 @@ impl MqttSource {
                         if refused > 0 {
                             tracing::error!(source = %sh.name, refused, "the broker refused topic filters; check the ACL for this client");
                         }
+                        // Only now does the broker route messages to us.
+                        self.connected.store(true, Relaxed);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let task = tokio::spawn(handle(sh.clone(), p.topic.clone(), p.payload.clone()));
@@ -368,6 +378,7 @@ impl MqttSource {
                     }
                     Ok(_) => {}
                     Err(e) => break SessionEnd::Lost(describe(&e)),
+                    },
                 },
             }
         };
@@ -389,7 +400,7 @@ impl MqttSource {
             let _ = client.try_disconnect();
             // Flush the acks and the DISCONNECT.
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while let Ok(ev) = events.poll().await {
+                while let Some(Ok(ev)) = events.recv().await {
                     if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
                         break;
                     }
@@ -397,6 +408,7 @@ impl MqttSource {
             })
             .await;
         }
+        poller.abort();
         end
     }
 }
@@ -489,6 +501,24 @@ async fn dead_letter(
         Ok(_) => Handled::Ack,
         Err(e) => Handled::Retry(e.to_string()),
     }
+}
+
+/// Polls `events` on a task of its own until the connection's first error, forwarding
+/// every event; the receiver ends after the error is delivered.
+type Events = tokio::sync::mpsc::Receiver<Result<Event, ConnectionError>>;
+
+fn spawn_poller(mut events: rumqttc::EventLoop) -> (Events, JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let task = tokio::spawn(async move {
+        loop {
+            let ev = events.poll().await;
+            let failed = ev.is_err();
+            if tx.send(ev).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    (rx, task)
 }
 
 fn describe(e: &ConnectionError) -> String {
