@@ -397,6 +397,26 @@ async fn parse_entities(
     (ok, failed)
 }
 
+/// Passes `r` through; an error first keeps `body` as a dead letter with the problem's
+/// detail, so every rejected write is counted and kept.
+async fn or_reject<T>(
+    st: &ApiState,
+    tenant: &Tenant,
+    body: &impl serde::Serialize,
+    r: Result<T, Problem>,
+) -> Result<T, Problem> {
+    if let Err(p) = &r {
+        reject(
+            st,
+            tenant,
+            &p.detail,
+            serde_json::to_vec(body).unwrap_or_default(),
+        )
+        .await;
+    }
+    r
+}
+
 /// Keeps rejected HTTP input in the dead-letter store and counts it.
 pub(crate) async fn reject(st: &ApiState, tenant: &Tenant, reason: &str, payload: Vec<u8>) {
     if let Err(e) = st
@@ -458,29 +478,23 @@ pub async fn create(
 ) -> Result<Response, Problem> {
     let (tenant, _) = request::tenant(&headers, &st.default_tenant)?;
     let v = write_body(&st, &headers, &tenant, body).await?;
-    let ctx = match request::context_for_body(&headers, &v, &st.contexts) {
-        Ok(c) => c,
-        Err(p) => {
-            reject(
-                &st,
-                &tenant,
-                &p.detail,
-                serde_json::to_vec(&v).unwrap_or_default(),
-            )
-            .await;
-            return Err(p);
-        }
-    };
+    let ctx = or_reject(
+        &st,
+        &tenant,
+        &v,
+        request::context_for_body(&headers, &v, &st.contexts),
+    )
+    .await?;
     if !v.is_object() {
-        let p = Problem::bad_data("the body of an entity creation must be one JSON object");
-        reject(
+        return or_reject(
             &st,
             &tenant,
-            &p.detail,
-            serde_json::to_vec(&v).unwrap_or_default(),
+            &v,
+            Err(Problem::bad_data(
+                "the body of an entity creation must be one JSON object",
+            )),
         )
         .await;
-        return Err(p);
     }
     let (mut ok, mut failed) = parse_entities(&st, &tenant, &ctx, vec![v]).await;
     if let Some((_, p)) = failed.pop() {
@@ -516,15 +530,15 @@ pub async fn batch_upsert(
     let (tenant, _) = request::tenant(&headers, &st.default_tenant)?;
     let v = write_body(&st, &headers, &tenant, body).await?;
     let Value::Array(items) = v else {
-        let p = Problem::bad_data("a batch upsert body must be a JSON array of entities");
-        reject(
+        return or_reject(
             &st,
             &tenant,
-            &p.detail,
-            serde_json::to_vec(&v).unwrap_or_default(),
+            &v,
+            Err(Problem::bad_data(
+                "a batch upsert body must be a JSON array of entities",
+            )),
         )
         .await;
-        return Err(p);
     };
     if items.len() > st.limits.max_batch {
         let p = Problem::bad_data(format!(
@@ -532,30 +546,17 @@ pub async fn batch_upsert(
             items.len(),
             st.limits.max_batch
         ));
-        reject(
-            &st,
-            &tenant,
-            &p.detail,
-            serde_json::to_vec(&items).unwrap_or_default(),
-        )
-        .await;
-        return Err(p);
+        return or_reject(&st, &tenant, &items, Err(p)).await;
     }
     // The context comes from the headers or the first entity's @context (NGSI-LD 6.3.5).
     let first = items.first().cloned().unwrap_or(Value::Null);
-    let ctx = match request::context_for_body(&headers, &first, &st.contexts) {
-        Ok(c) => c,
-        Err(p) => {
-            reject(
-                &st,
-                &tenant,
-                &p.detail,
-                serde_json::to_vec(&items).unwrap_or_default(),
-            )
-            .await;
-            return Err(p);
-        }
-    };
+    let ctx = or_reject(
+        &st,
+        &tenant,
+        &items,
+        request::context_for_body(&headers, &first, &st.contexts),
+    )
+    .await?;
     let (ok, failed) = parse_entities(&st, &tenant, &ctx, items).await;
     let ids: Vec<EntityId> = ok.iter().map(|e| e.id.clone()).collect();
     let before = existing(&st, &tenant, ids.clone()).await?;
