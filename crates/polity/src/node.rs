@@ -200,6 +200,10 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
     // A broker drops what is published before a subscription exists, so give each MQTT
     // source a moment to subscribe before the node reports ready. A broker that is down
     // does not stop the node: the source keeps retrying and /metrics shows it.
+    let links: Vec<_> = subscribed
+        .iter()
+        .map(|(name, _, flag)| (name.clone(), flag.clone()))
+        .collect();
     for (name, detail, flag) in subscribed {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while !flag.load(std::sync::atomic::Ordering::Relaxed)
@@ -240,6 +244,7 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         cities: Arc::new(cities),
         rates,
         node_name: cfg.node.name.clone(),
+        links: Arc::new(links),
     };
     let app = polity_ngsild::router(api).merge(polity_web::router(web));
     let mut rx = shutdown_rx.clone();

@@ -45,6 +45,9 @@ pub struct WebState {
     pub rates: Arc<Rates>,
     /// The node's name, shown in the page title.
     pub node_name: String,
+    /// Sources that hold a connection (MQTT subscriptions), by name, with whether they
+    /// are connected and subscribed right now; `/health` reports them.
+    pub links: Arc<Vec<(String, Arc<std::sync::atomic::AtomicBool>)>>,
 }
 
 /// The pages, `/health`, `/metrics` and `/api/cities`.

@@ -174,18 +174,27 @@ pub async fn cities(State(st): State<WebState>) -> Response {
 /// `GET /health`.
 pub async fn health(State(st): State<WebState>) -> Response {
     let store = st.store.clone();
-    let ok = tokio::task::spawn_blocking(move || store.tenants().is_ok())
+    let store_ok = tokio::task::spawn_blocking(move || store.tenants().is_ok())
         .await
         .unwrap_or(false);
-    if ok {
-        axum::Json(json!({ "status": "ok" })).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "store unavailable" })),
-        )
-            .into_response()
+    let mut sources = serde_json::Map::new();
+    let mut all_up = true;
+    for (name, up) in st.links.iter() {
+        let up = up.load(std::sync::atomic::Ordering::Relaxed);
+        all_up &= up;
+        sources.insert(
+            name.clone(),
+            json!(if up { "connected" } else { "disconnected" }),
+        );
     }
+    // A disconnected source degrades the node but does not make it unavailable: the
+    // API still serves and other sources still ingest.
+    let (code, status) = match (store_ok, all_up) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable"),
+        (true, false) => (StatusCode::OK, "degraded"),
+        (true, true) => (StatusCode::OK, "ok"),
+    };
+    (code, axum::Json(json!({ "status": status, "store": if store_ok { "ok" } else { "unavailable" }, "sources": sources }))).into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -116,6 +116,10 @@ async fn up_serves_the_demo_within_30_s() {
     let http = http_client();
     wait_healthy(&mut proc, &http, &base, deadline).await;
     let healthy = spawned.elapsed();
+    // /health reports the Melbourne subscription, which start-up waited for.
+    let (_, health) = get_json(&http, &format!("{base}/health"), "adelaide").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["sources"]["melbourne-mqtt"], "connected", "{health}");
 
     // Every city has entities of every type, within the deadline.
     let mut lists = std::collections::HashMap::new();
@@ -274,4 +278,33 @@ async fn up_serves_the_demo_within_30_s() {
         healthy.as_secs_f64(),
         all_types.as_secs_f64()
     );
+}
+
+/// An MQTT source whose broker is down degrades the node without stopping it: start-up
+/// goes on after waiting, `/health` says which source is disconnected, and the API serves.
+#[tokio::test]
+async fn a_source_whose_broker_is_down_degrades_health_but_the_node_serves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        r#"[node]
+http = "127.0.0.1:0"
+data_dir = "{}"
+
+[sources.m]
+type = "mqtt"
+broker = "127.0.0.1:{}"
+tenant = "nowhere"
+"#,
+        dir.path().join("data").display(),
+        free_tcp_port(),
+    );
+    let node = crate::common::serve(&config, dir.path(), "broker-down").await;
+    let http = http_client();
+    let (status, health) = get_json(&http, &format!("{}/health", node.base), "nowhere").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["sources"]["m"], "disconnected", "{health}");
+    assert_eq!(health["store"], "ok", "{health}");
+    let (status, cities) = get_json(&http, &format!("{}/api/cities", node.base), "nowhere").await;
+    assert_eq!(status, 200, "{cities}");
 }
