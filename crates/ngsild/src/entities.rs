@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::{
     ApiState,
     problem::{ErrorType, Problem},
-    request::{self, ActiveContext, Media},
+    request::{self, ActiveContext, Media, Read},
 };
 
 /// Runs a store call off the async threads.
@@ -220,12 +220,14 @@ pub async fn retrieve(
     State(st): State<ApiState>,
     Path(id): Path<String>,
     p: Result<Query<EntityParams>, QueryRejection>,
-    headers: HeaderMap,
+    Read {
+        media,
+        ctx,
+        tenant,
+        explicit,
+    }: Read,
 ) -> Result<Response, Problem> {
     let p = params(p)?;
-    let media = request::accept(&headers)?;
-    let ctx = request::context_from_headers(&headers, &st.contexts)?;
-    let (tenant, explicit) = request::tenant(&headers, &st.default_tenant)?;
     let id = parse_id(&id)?;
     let opts = render_options(&p, &ctx)?;
     require_tenant(&st, &tenant, explicit).await?;
@@ -260,12 +262,14 @@ pub async fn retrieve(
 pub async fn query(
     State(st): State<ApiState>,
     p: Result<Query<EntityParams>, QueryRejection>,
-    headers: HeaderMap,
+    Read {
+        media,
+        ctx,
+        tenant,
+        explicit,
+    }: Read,
 ) -> Result<Response, Problem> {
     let p = params(p)?;
-    let media = request::accept(&headers)?;
-    let ctx = request::context_from_headers(&headers, &st.contexts)?;
-    let (tenant, explicit) = request::tenant(&headers, &st.default_tenant)?;
     if p.q.is_some() || p.georel.is_some() {
         return Err(Problem::new(
             ErrorType::OperationNotSupported,
@@ -612,12 +616,14 @@ pub struct TypeParams {
 pub async fn types(
     State(st): State<ApiState>,
     p: Result<Query<TypeParams>, QueryRejection>,
-    headers: HeaderMap,
+    Read {
+        media,
+        ctx,
+        tenant,
+        explicit,
+    }: Read,
 ) -> Result<Response, Problem> {
     let p = params(p)?;
-    let media = request::accept(&headers)?;
-    let ctx = request::context_from_headers(&headers, &st.contexts)?;
-    let (tenant, explicit) = request::tenant(&headers, &st.default_tenant)?;
     require_tenant(&st, &tenant, explicit).await?;
     let store = st.store.clone();
     let details = p.details.unwrap_or(false);

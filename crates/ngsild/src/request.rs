@@ -6,13 +6,19 @@
 
 use std::sync::{Arc, RwLock};
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::{
+    extract::FromRequestParts,
+    http::{HeaderMap, HeaderValue, header, request::Parts},
+};
 use polity_model::{
     Tenant,
     jsonld::{CORE_CONTEXT_URL, Context, ContextCache, is_core_context_url},
 };
 
-use crate::problem::{ErrorType, Problem};
+use crate::{
+    ApiState,
+    problem::{ErrorType, Problem},
+};
 
 /// The NGSI-LD tenant header.
 pub const TENANT_HEADER: &str = "NGSILD-Tenant";
@@ -64,6 +70,37 @@ impl ActiveContext {
             "<{url}>; rel=\"{CONTEXT_REL}\"; type=\"application/ld+json\""
         ))
         .ok()
+    }
+}
+
+/// What every read request carries, taken from its headers once: the representation
+/// the client accepts, the `@context` its terms use, and the tenant it addresses
+/// (`explicit` when the `NGSILD-Tenant` header named it).
+pub struct Read {
+    /// The media type to answer in.
+    pub media: Media,
+    /// The active context.
+    pub ctx: ActiveContext,
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Whether the tenant was named by the header (rather than the default).
+    pub explicit: bool,
+}
+
+impl FromRequestParts<ApiState> for Read {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, Problem> {
+        let h = &parts.headers;
+        let media = accept(h)?;
+        let ctx = context_from_headers(h, &st.contexts)?;
+        let (tenant, explicit) = tenant(h, &st.default_tenant)?;
+        Ok(Read {
+            media,
+            ctx,
+            tenant,
+            explicit,
+        })
     }
 }
 

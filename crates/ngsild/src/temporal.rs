@@ -2,7 +2,7 @@
 
 use axum::{
     extract::{Path, Query, State, rejection::QueryRejection},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::Response,
 };
 use polity_model::{
@@ -16,7 +16,7 @@ use crate::{
     ApiState,
     entities::{blocking, require_tenant, respond},
     problem::Problem,
-    request,
+    request::Read,
 };
 
 /// Most instances one temporal request returns per attribute.
@@ -87,12 +87,14 @@ pub async fn retrieve(
     State(st): State<ApiState>,
     Path(id): Path<String>,
     p: Result<Query<TemporalParams>, QueryRejection>,
-    headers: HeaderMap,
+    Read {
+        media,
+        ctx,
+        tenant,
+        explicit,
+    }: Read,
 ) -> Result<Response, Problem> {
     let p = crate::entities::params(p)?;
-    let media = request::accept(&headers)?;
-    let ctx = request::context_from_headers(&headers, &st.contexts)?;
-    let (tenant, explicit) = request::tenant(&headers, &st.default_tenant)?;
     let id = EntityId::new(&id).map_err(|e| Problem::bad_data(e.to_string()))?;
     if let Some(tp) = &p.timeproperty
         && tp != "observedAt"
