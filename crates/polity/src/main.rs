@@ -185,7 +185,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "\nReady. NGSI-LD API: http://{}/ngsi-ld/v1/  ·  overview: http://{}/  ·  Ctrl-C stops.",
         node.http, node.http
     );
-    tokio::signal::ctrl_c().await.ok();
+    up::wait_for_stop().await;
     println!("Stopping…");
     node.stop().await;
     Ok(())

@@ -82,6 +82,7 @@ pub struct Node {
     /// Committed batches, for in-process sinks.
     pub bus: Bus,
     shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
     writer: Option<Writer>,
     _broker: Option<EmbeddedBroker>,
@@ -245,17 +246,18 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         rates,
         node_name: cfg.node.name.clone(),
         links: Arc::new(links),
+        shutdown: shutdown_rx.clone(),
     };
     let app = polity_ngsild::router(api).merge(polity_web::router(web));
     let mut rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
+    let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = rx.wait_for(|s| *s).await;
         });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
-    }));
+    });
     progress.step(format_args!("NGSI-LD API and pages on http://{http}"));
 
     Ok(Node {
@@ -266,6 +268,7 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         metrics,
         bus,
         shutdown,
+        server,
         tasks,
         writer: Some(writer),
         _broker: broker,
@@ -291,14 +294,33 @@ fn describe_feed(cfg: &Config, sources: &[String]) -> String {
 impl Node {
     /// Stops every source and the server, then lets the writer drain and stop.
     pub async fn stop(mut self) {
+        use std::time::Duration;
         let _ = self.shutdown.send(true);
+        // The HTTP server finishes the requests in flight (live streams end on the
+        // signal), within a limit.
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP connections still open after 5 s; closing them");
+            self.server.abort();
+        }
         for t in self.tasks.drain(..) {
             t.abort();
             let _ = t.await;
         }
         drop(self.ingest);
+        // The writer drains what was accepted, then stops once every handle is gone.
         if let Some(w) = self.writer.take() {
-            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+            let join = tokio::task::spawn_blocking(move || w.join());
+            if tokio::time::timeout(Duration::from_secs(10), join)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the writer did not stop within 10 s; exiting anyway (acknowledged data is already durable)"
+                );
+            }
         }
     }
 }

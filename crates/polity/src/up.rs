@@ -134,8 +134,18 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits for Ctrl-C or SIGTERM; a second one exits at once (status 130).
+pub async fn wait_for_stop() {
+    signal().await;
+    tokio::spawn(async {
+        signal().await;
+        eprintln!("Second stop signal: exiting now.");
+        std::process::exit(130);
+    });
+}
+
 /// Ctrl-C or SIGTERM.
-async fn wait_for_stop() {
+async fn signal() {
     #[cfg(unix)]
     {
         let mut term =

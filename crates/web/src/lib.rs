@@ -48,6 +48,8 @@ pub struct WebState {
     /// Sources that hold a connection (MQTT subscriptions), by name, with whether they
     /// are connected and subscribed right now; `/health` reports them.
     pub links: Arc<Vec<(String, Arc<std::sync::atomic::AtomicBool>)>>,
+    /// Turns true when the node shuts down; live streams end then.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The pages, `/health`, `/metrics` and `/api/cities`.

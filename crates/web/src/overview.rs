@@ -234,8 +234,16 @@ pub async fn stream(
     State(st): State<WebState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let s = stream::unfold((st, true), |(st, first)| async move {
+        // The stream ends when the node shuts down, so an open page never holds it up.
+        let mut down = st.shutdown.clone();
         if !first {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = down.wait_for(|s| *s) => return None,
+            }
+        }
+        if *down.borrow() {
+            return None;
         }
         let ev = match load(&st).await {
             Ok(o) => Event::default()

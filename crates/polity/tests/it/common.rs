@@ -118,6 +118,16 @@ impl Proc {
         }
     }
 
+    /// Sends SIGTERM (what `systemctl stop` sends), as a user stopping the node would.
+    pub fn terminate(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
     /// SIGKILL (what `Child::kill` sends on Unix) and reap.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
