@@ -79,6 +79,9 @@ pub struct ParseDefaults {
     pub observed_at: Timestamp,
     /// The privacy class given to every observation.
     pub privacy: PrivacyClass,
+    /// The time of receipt: an `observedAt` more than
+    /// [`MAX_FUTURE_SKEW_MS`](crate::time::MAX_FUTURE_SKEW_MS) after it is refused.
+    pub received_at: Timestamp,
 }
 
 /// An entity body, parsed.
@@ -620,6 +623,20 @@ pub fn parse_entity(
             });
         }
     }
+    let limit = Timestamp::from_millis(
+        defaults
+            .received_at
+            .as_millis()
+            .saturating_add(crate::time::MAX_FUTURE_SKEW_MS),
+    );
+    if let Some(o) = observations.iter().find(|o| o.observed_at > limit) {
+        return Err(NgsiLdError::BadRequestData(format!(
+            "observedAt {} of attribute `{}` is more than 10 minutes after the time of receipt {}; send the time the value was observed",
+            o.observed_at,
+            Context::core().compact_iri(&o.attr),
+            defaults.received_at
+        )));
+    }
     Ok(ParsedEntity {
         id,
         entity_type,
@@ -846,7 +863,26 @@ mod tests {
     const DEFAULTS: ParseDefaults = ParseDefaults {
         observed_at: T0,
         privacy: PrivacyClass::Public,
+        received_at: Timestamp::from_millis(crate::time::MAX_MS),
     };
+
+    #[test]
+    fn observed_at_far_in_the_future_is_refused() {
+        let d = ParseDefaults {
+            received_at: T0,
+            ..DEFAULTS
+        };
+        let late = |mins: i64| {
+            let t = Timestamp::from_millis(T0.as_millis() + mins * 60_000);
+            json!({"id": "urn:ngsi-ld:X:1", "type": "X", "a": {"type": "Property", "value": 1, "observedAt": t.to_string()}})
+        };
+        assert!(
+            parse_entity(&late(5), core(), &d).is_ok(),
+            "5 minutes of clock skew is accepted"
+        );
+        let e = parse_entity(&late(60), core(), &d).unwrap_err();
+        assert!(e.detail().contains("10 minutes"), "{}", e.detail());
+    }
 
     fn core() -> &'static Context {
         Context::core()

@@ -21,6 +21,11 @@ pub struct TimestampError {
     reason: String,
 }
 
+/// How far after the time of receipt an observation may be stamped: 10 minutes of
+/// device clock skew. Later stamps are rejected, because entity state keeps the latest
+/// observation and one device with a clock in the future would otherwise freeze it.
+pub const MAX_FUTURE_SKEW_MS: i64 = 10 * 60 * 1000;
+
 /// Earliest instant accepted: 0001-01-01T00:00:00Z.
 pub const MIN_MS: i64 = -62_135_596_800_000;
 /// Latest instant accepted: 9999-12-31T23:59:59.999Z.

@@ -375,14 +375,32 @@ async fn parse_entities(
     Vec<polity_model::ngsild::ParsedEntity>,
     Vec<(Option<String>, Problem)>,
 ) {
+    let now = Timestamp::now();
     let defaults = ParseDefaults {
-        observed_at: Timestamp::now(),
+        observed_at: now,
+        received_at: now,
         privacy: PrivacyClass::Public,
     };
     let mut ok = Vec::new();
     let mut failed = Vec::new();
     for item in items {
         match parse_entity(&item, &ctx.context, &defaults) {
+            // Entity state is built from attribute observations, so an entity without
+            // attributes would be acknowledged and never stored: refuse it instead.
+            Ok(e) if e.observations.is_empty() => {
+                let problem = Problem::bad_data(format!(
+                    "entity `{}` has no attributes; this node stores entities through their attributes, so add at least one",
+                    e.id
+                ));
+                reject(
+                    st,
+                    tenant,
+                    &problem.detail,
+                    serde_json::to_vec(&item).unwrap_or_default(),
+                )
+                .await;
+                failed.push((Some(e.id.to_string()), problem));
+            }
             Ok(e) => ok.push(e),
             Err(e) => {
                 let id = item.get("id").and_then(|v| v.as_str()).map(str::to_owned);

@@ -118,3 +118,36 @@ pub fn router(state: ApiState) -> Router {
         .layer(body_limit)
         .with_state(state)
 }
+
+/// Answers requests for paths no route serves, as ProblemDetails.
+pub async fn not_found(uri: axum::http::Uri) -> Problem {
+    if uri.path().starts_with("/ngsi-ld/") {
+        Problem::new(
+            ErrorType::OperationNotSupported,
+            format!(
+                "`{}` is not served by this node yet; see docs/NGSI-LD.md for the routes it serves",
+                uri.path()
+            ),
+        )
+    } else {
+        Problem::not_found(format!("nothing is served at `{}`", uri.path()))
+    }
+}
+
+/// Answers a method a route does not support, as ProblemDetails.
+pub async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut r = Problem::new(
+        ErrorType::OperationNotSupported,
+        format!(
+            "{method} is not supported on `{}` by this node yet; see docs/NGSI-LD.md",
+            uri.path()
+        ),
+    )
+    .into_response();
+    *r.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    r
+}

@@ -248,7 +248,10 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         links: Arc::new(links),
         shutdown: shutdown_rx.clone(),
     };
-    let app = polity_ngsild::router(api).merge(polity_web::router(web));
+    let app = polity_ngsild::router(api)
+        .merge(polity_web::router(web))
+        .method_not_allowed_fallback(polity_ngsild::method_not_allowed)
+        .fallback(polity_ngsild::not_found);
     let mut rx = shutdown_rx.clone();
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

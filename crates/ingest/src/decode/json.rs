@@ -79,7 +79,7 @@ pub fn decode_json(payload: &[u8], ctx: &DecodeContext) -> Result<Vec<Observatio
     if out.is_empty() {
         return Err(DecodeError::Empty);
     }
-    Ok(out)
+    super::not_in_future(out, ctx.now)
 }
 
 /// Expanded names shared across the objects of one message.

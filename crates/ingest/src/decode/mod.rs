@@ -18,7 +18,7 @@ pub mod senml;
 
 use std::sync::Arc;
 
-use polity_model::{EntityId, PrivacyClass, SenmlError, Tenant, Timestamp};
+use polity_model::{EntityId, Observation, PrivacyClass, SenmlError, Tenant, Timestamp};
 
 pub use json::decode_json;
 pub use senml::{decode_senml_cbor, decode_senml_json};
@@ -193,6 +193,18 @@ pub enum DecodeError {
         "not valid JSON: {0}; send one JSON object (or an array of objects) such as {{\"id\":\"urn:ngsi-ld:TrafficFlowObserved:dev42\",\"type\":\"TrafficFlowObserved\",\"intensity\":12}}"
     )]
     Json(String),
+    /// A value is stamped too far in the future (a device clock is wrong).
+    #[error(
+        "`{name}` is stamped {at}, more than 10 minutes after the time of receipt {now}; fix the device clock or send the time of observation"
+    )]
+    FutureTime {
+        /// The attribute (expanded IRI) or record name.
+        name: String,
+        /// Its time.
+        at: Timestamp,
+        /// The time of receipt.
+        now: Timestamp,
+    },
     /// The JSON is valid but not objects.
     #[error("device JSON must be an object or an array of objects, not {0}")]
     NotAnObject(&'static str),
@@ -246,6 +258,26 @@ pub(crate) fn resolve_id(raw: &str, ctx: &DecodeContext) -> Result<EntityId, Str
             "`{}` is not a URI; send a URN such as urn:ngsi-ld:TrafficFlowObserved:dev42, or set `id_prefix` on the source so bare device ids are accepted",
             clip(raw)
         )),
+    }
+}
+
+/// Rejects a message any of whose values is stamped more than
+/// [`polity_model::time::MAX_FUTURE_SKEW_MS`] after `now`.
+pub(crate) fn not_in_future(
+    obs: Vec<Observation>,
+    now: Timestamp,
+) -> Result<Vec<Observation>, DecodeError> {
+    let limit = Timestamp::from_millis(
+        now.as_millis()
+            .saturating_add(polity_model::time::MAX_FUTURE_SKEW_MS),
+    );
+    match obs.iter().find(|o| o.observed_at > limit) {
+        Some(o) => Err(DecodeError::FutureTime {
+            name: o.attr.to_string(),
+            at: o.observed_at,
+            now,
+        }),
+        None => Ok(obs),
     }
 }
 

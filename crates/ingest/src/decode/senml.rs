@@ -184,7 +184,7 @@ pub fn map_pack(pack: &Pack, ctx: &DecodeContext) -> Result<Vec<Observation>, De
             meta: None,
         });
     }
-    Ok(out)
+    super::not_in_future(out, ctx.now)
 }
 
 fn value_of(r: &ResolvedRecord) -> Value {
@@ -216,6 +216,19 @@ mod tests {
         {"n":"current","t":-5,"v":1.2},
         {"n":"current","t":-4,"v":1.3}
     ]"#;
+
+    #[test]
+    fn values_stamped_in_the_future_are_rejected() {
+        // ctx().now is 2026-11-25T01:10:36Z; 2100 is a broken device clock.
+        let pack = r#"[{"bn":"urn:ngsi-ld:X:1:","n":"t","v":1,"t":4102444800}]"#;
+        let e = decode_senml_json(pack.as_bytes(), &ctx()).unwrap_err();
+        assert!(matches!(e, DecodeError::FutureTime { .. }), "{e}");
+        assert!(e.to_string().contains("device clock"), "{e}");
+        // Five minutes ahead is clock skew, and accepted.
+        let t = ctx().now.as_secs_f64() + 300.0;
+        let near = format!(r#"[{{"bn":"urn:ngsi-ld:X:1:","n":"t","v":1,"t":{t}}}]"#);
+        assert!(decode_senml_json(near.as_bytes(), &ctx()).is_ok());
+    }
 
     #[test]
     fn lat_lon_records_become_a_location() {

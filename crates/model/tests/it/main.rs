@@ -47,6 +47,7 @@ const FIXTURES: [(&str, &str, &str, &str); 5] = [
 const DEFAULTS: ParseDefaults = ParseDefaults {
     observed_at: Timestamp::from_millis(1_700_000_000_000),
     privacy: PrivacyClass::Public,
+    received_at: Timestamp::from_millis(polity_model::time::MAX_MS),
 };
 
 /// A cache holding the five SDM domain contexts, as the API would after registration.

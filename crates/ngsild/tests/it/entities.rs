@@ -267,13 +267,57 @@ async fn fahrenheit_comes_back_in_celsius() {
         .upsert(
             None,
             &json!([{"id": id, "type": "WeatherObserved",
-                     "temperature": {"type": "Property", "value": 32, "unitCode": "FAH",
-                                     "observedAt": "2030-01-01T00:00:00Z"}}]),
+                     "temperature": {"type": "Property", "value": 32, "unitCode": "FAH"}}]),
         )
         .await;
     assert_eq!(r.status(), 204);
     let e = node.entity(None, id, "?options=keyValues").await;
     assert_eq!(e["temperature"].as_f64(), Some(0.0));
+}
+
+/// A device clock far in the future would freeze the entity (later values are older
+/// than it), so such an observedAt is refused and kept as a dead letter.
+#[tokio::test]
+async fn observed_at_in_the_far_future_is_refused() {
+    let node = Node::start().await;
+    let r = node
+        .upsert(
+            None,
+            &json!([{"id": "urn:ngsi-ld:Meter:clock", "type": "Meter",
+                     "v": {"type": "Property", "value": 1, "observedAt": "2100-01-01T00:00:00Z"}}]),
+        )
+        .await;
+    assert_eq!(r.status(), 207);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["errors"][0]["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("10 minutes"),
+        "{body}"
+    );
+}
+
+/// An entity without attributes cannot be stored yet; it is refused, never acknowledged
+/// and then lost.
+#[tokio::test]
+async fn an_entity_without_attributes_is_refused_not_lost() {
+    let node = Node::start().await;
+    let r = node
+        .upsert(
+            None,
+            &json!([{"id": "urn:ngsi-ld:Sensor:bare", "type": "Sensor"}]),
+        )
+        .await;
+    assert_eq!(r.status(), 207);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["errors"][0]["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no attributes"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -307,6 +307,41 @@ tenant = "nowhere"
     assert_eq!(health["store"], "ok", "{health}");
     let (status, cities) = get_json(&http, &format!("{}/api/cities", node.base), "nowhere").await;
     assert_eq!(status, 200, "{cities}");
+    // Paths and methods nobody serves answer with ProblemDetails too.
+    let (status, p) = get_json(
+        &http,
+        &format!("{}/ngsi-ld/v1/subscriptions", node.base),
+        "nowhere",
+    )
+    .await;
+    assert_eq!(
+        (status, p["type"].as_str()),
+        (
+            422,
+            Some("https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported")
+        ),
+        "{p}"
+    );
+    let (status, p) = get_json(&http, &format!("{}/nothing-here", node.base), "nowhere").await;
+    assert_eq!(
+        (status, p["type"].as_str()),
+        (
+            404,
+            Some("https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound")
+        ),
+        "{p}"
+    );
+    let r = http
+        .delete(format!("{}/ngsi-ld/v1/types", node.base))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(r.status().as_u16(), 405);
+    let p: Value = r.json().await.expect("a ProblemDetails body");
+    assert!(
+        p["detail"].as_str().is_some_and(|d| d.contains("DELETE")),
+        "{p}"
+    );
 }
 
 /// SIGTERM stops `polity up` promptly and cleanly even while a browser holds the
