@@ -350,31 +350,66 @@ async fn handle(sh: Arc<Shared>, data: Vec<u8>, peer: SocketAddr, _permit: Owned
 }
 
 async fn process(sh: &Shared, req: &Packet, method: RequestType) -> Outcome {
+    // Every refusal below keeps the request's payload as a dead letter and counts it.
+    let fixed = sh.config.tenant.clone();
     if !matches!(method, RequestType::Post | RequestType::Put) {
-        return Outcome::diag(
+        return refuse(
+            sh,
+            fixed,
             ResponseType::MethodNotAllowed,
-            "use POST (or PUT) to /senml",
+            "use POST (or PUT) to /senml".into(),
+            None,
+            &req.payload,
+        )
+        .await;
+    }
+    if req.get_option(CoapOption::Block1).is_some() {
+        // Block1 is a critical option this server does not implement (RFC 7252 §5.4.1).
+        let reason = format!(
+            "block-wise transfer (Block1) is not supported; send at most {} bytes in one request",
+            sh.config.max_payload
         );
+        return refuse(
+            sh,
+            fixed,
+            ResponseType::BadOption,
+            reason,
+            None,
+            &req.payload,
+        )
+        .await;
     }
     let path: Vec<String> = options_text(req, CoapOption::UriPath);
     if !(path == ["senml"] || path == ["s"]) {
-        return Outcome::diag(
+        let reason = format!("no resource /{}; POST to /senml (or /s)", path.join("/"));
+        return refuse(
+            sh,
+            fixed,
             ResponseType::NotFound,
-            format!("no resource /{}; POST to /senml (or /s)", path.join("/")),
-        );
+            reason,
+            None,
+            &req.payload,
+        )
+        .await;
     }
     let query_tenant = options_text(req, CoapOption::UriQuery)
         .into_iter()
         .find_map(|q| q.strip_prefix("t=").map(str::to_owned));
     let tenant = match (&sh.config.tenant, query_tenant) {
         (Some(fixed), Some(q)) if fixed.as_str() != q => {
-            return Outcome::diag(
-                ResponseType::Forbidden,
-                format!(
-                    "this endpoint accepts tenant `{fixed}` only, not `{}`",
-                    decode::clip(&q)
-                ),
+            let reason = format!(
+                "this endpoint accepts tenant `{fixed}` only, not `{}`",
+                decode::clip(&q)
             );
+            return refuse(
+                sh,
+                Some(fixed.clone()),
+                ResponseType::Forbidden,
+                reason,
+                None,
+                &req.payload,
+            )
+            .await;
         }
         (Some(fixed), _) => fixed.clone(),
         (None, Some(q)) => match Tenant::new(&q) {
@@ -394,25 +429,38 @@ async fn process(sh: &Shared, req: &Packet, method: RequestType) -> Outcome {
         Some(50) => Format::Json,
         other => {
             let sent = other.map_or("none".to_owned(), |c| c.to_string());
-            return Outcome::diag(
-                ResponseType::UnsupportedContentFormat,
-                format!(
-                    "Content-Format {sent} is not accepted; use 110 (senml+json), 112 (senml+cbor) or 50 (json)"
-                ),
+            let reason = format!(
+                "Content-Format {sent} is not accepted; use 110 (senml+json), 112 (senml+cbor) or 50 (json)"
             );
+            return refuse(
+                sh,
+                Some(tenant),
+                ResponseType::UnsupportedContentFormat,
+                reason,
+                None,
+                &req.payload,
+            )
+            .await;
         }
     };
     if req.payload.len() > sh.config.max_payload {
+        let reason = format!(
+            "payload is {} bytes; at most {} fit, so split it",
+            req.payload.len(),
+            sh.config.max_payload
+        );
+        let out = refuse(
+            sh,
+            Some(tenant),
+            ResponseType::RequestEntityTooLarge,
+            reason,
+            Some(format),
+            &req.payload,
+        )
+        .await;
         return Outcome {
             size1: Some(sh.config.max_payload as u32),
-            ..Outcome::diag(
-                ResponseType::RequestEntityTooLarge,
-                format!(
-                    "payload is {} bytes; at most {} fit, so split it",
-                    req.payload.len(),
-                    sh.config.max_payload
-                ),
-            )
+            ..out
         };
     }
     let ctx = DecodeContext {
@@ -445,13 +493,33 @@ async fn reject(
     format: Option<Format>,
     payload: &[u8],
 ) -> Outcome {
+    refuse(
+        sh,
+        tenant,
+        ResponseType::BadRequest,
+        reason,
+        format,
+        payload,
+    )
+    .await
+}
+
+/// Keeps a refused request's payload as a dead letter and answers `code` with the reason.
+async fn refuse(
+    sh: &Shared,
+    tenant: Option<Tenant>,
+    code: ResponseType,
+    reason: String,
+    format: Option<Format>,
+    payload: &[u8],
+) -> Outcome {
     let ct = format.map(|f| f.media_type().to_owned());
     match sh
         .ingest
         .dead_letter(&sh.counters, tenant, reason.clone(), ct, payload.to_vec())
         .await
     {
-        Ok(_) => Outcome::diag(ResponseType::BadRequest, reason),
+        Ok(_) => Outcome::diag(code, reason),
         Err(e) => Outcome::unavailable(format!(
             "the payload was rejected ({reason}) and could not be kept: {e}"
         )),

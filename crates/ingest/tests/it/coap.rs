@@ -331,8 +331,25 @@ async fn protocol_errors_get_the_right_codes() {
         ))
         .await;
     assert_eq!(code(&r), ResponseType::MethodNotAllowed);
-    // None of these is data: nothing stored, nothing dead-lettered.
-    assert!(s.node.dead_letters("adelaide-coap").is_empty());
+    // Nothing is stored, and every refused request is kept with its reason and counted.
+    let kept = s.node.dead_letters("adelaide-coap");
+    assert_eq!(kept.len(), 4, "{kept:?}");
+    for needle in [
+        "Content-Format 0",
+        "Content-Format none",
+        "no resource /data",
+        "use POST",
+    ] {
+        assert!(
+            kept.iter().any(|d| d.reason.contains(needle)),
+            "no dead letter says `{needle}`: {kept:?}"
+        );
+    }
+    // Block-wise transfer (Block1, a critical option) is not implemented: 4.02 Bad Option.
+    let mut p = coap_lite::Packet::from_bytes(&post(24, 50, json)).expect("a request");
+    p.add_option(coap_lite::CoapOption::Block1, vec![0x0e]);
+    let r = s.exchange(&p.to_bytes().expect("encode")).await;
+    assert_eq!(code(&r), ResponseType::BadOption);
 
     // A CoAP ping (empty CON) is answered with Reset.
     let r = s.send(&[0x40, 0x00, 0x12, 0x34]).await;
@@ -342,18 +359,15 @@ async fn protocol_errors_get_the_right_codes() {
     let garbage = [0x49, 0x02, 0xab, 0xcd, 1, 2, 3];
     let r = s.send(&garbage).await;
     assert_eq!(r, [0x70, 0x00, 0xab, 0xcd]);
-    let letters = crate::node::Node::eventually(5, || {
-        let l = s.node.dead_letters("adelaide-coap");
-        (!l.is_empty()).then_some(l)
+    let garbled = crate::node::Node::eventually(5, || {
+        s.node
+            .dead_letters("adelaide-coap")
+            .into_iter()
+            .find(|d| d.reason.contains("not a CoAP message"))
     })
     .await
     .expect("the malformed datagram is kept");
-    assert_eq!(letters[0].payload, garbage);
-    assert!(
-        letters[0].reason.contains("not a CoAP message"),
-        "{}",
-        letters[0].reason
-    );
+    assert_eq!(garbled.payload, garbage);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
