@@ -27,9 +27,14 @@ pub struct Config {
     /// The cities this node serves, for `/api/cities` and the overview page.
     #[serde(default)]
     pub cities: Vec<CitySection>,
-    /// Sources by name. Default: none (the NGSI-LD HTTP API is always on).
-    #[serde(default)]
+    /// Sources by name. Default: none (the NGSI-LD HTTP API is always on). Read in a
+    /// second pass by [`parse`], from the spanned document, so that errors inside a
+    /// source point at the key (serde's internally tagged enums lose positions).
+    #[serde(skip)]
     pub sources: BTreeMap<String, SourceSection>,
+    /// The raw `[sources]` table of the first pass.
+    #[serde(default, rename = "sources")]
+    raw_sources: Option<toml::Table>,
 }
 
 /// `[node]`.
@@ -141,8 +146,7 @@ pub struct CitySection {
 }
 
 /// `[sources.NAME]`: one source, by `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+#[derive(Debug, Clone)]
 pub enum SourceSection {
     /// CoAP over UDP: SenML (JSON, CBOR) and device JSON.
     Coap(CoapSourceConfig),
@@ -172,6 +176,81 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A problem and the byte range it is at, when known.
+type Located = (Option<std::ops::Range<usize>>, String);
+
+/// Reads every `[sources.NAME]` table from the spanned document: its `type` picks the
+/// config struct, which is deserialized (errors keep the key's position) and then checked
+/// with the same rules the source applies at start-up.
+fn parse_sources(text: &str) -> Result<BTreeMap<String, SourceSection>, Located> {
+    use serde::Deserialize as _;
+    use toml::de::{DeTable, DeValue, ValueDeserializer};
+    let doc = DeTable::parse(text).map_err(|e| (e.span(), e.message().trim().to_owned()))?;
+    let mut out = BTreeMap::new();
+    let Some(sources) = doc.get_ref().get("sources") else {
+        return Ok(out);
+    };
+    let DeValue::Table(table) = sources.get_ref() else {
+        return Err((
+            Some(sources.span()),
+            "`sources` must be tables such as [sources.NAME]".into(),
+        ));
+    };
+    for (name, value) in table {
+        let name_span = Some(name.span());
+        let name = name.get_ref().to_string();
+        let DeValue::Table(fields) = value.get_ref() else {
+            return Err((
+                name_span,
+                format!("sources.{name} must be a table with a `type`"),
+            ));
+        };
+        let kind = match fields.get("type").map(|t| t.get_ref()) {
+            Some(DeValue::String(t)) => t.to_string(),
+            Some(_) => {
+                return Err((
+                    name_span,
+                    format!("sources.{name}.type must be a string: \"coap\" or \"mqtt\""),
+                ));
+            }
+            None => {
+                return Err((
+                    name_span,
+                    format!("sources.{name} needs a `type`: \"coap\" or \"mqtt\""),
+                ));
+            }
+        };
+        let mut rest = fields.clone();
+        rest.remove("type");
+        let body = ValueDeserializer::from(toml::Spanned::new(value.span(), DeValue::Table(rest)));
+        let err = |e: toml::de::Error| {
+            (
+                e.span().or(name_span.clone()),
+                format!("sources.{name}: {}", e.message().trim()),
+            )
+        };
+        let section = match kind.as_str() {
+            "coap" => SourceSection::Coap(CoapSourceConfig::deserialize(body).map_err(err)?),
+            "mqtt" => SourceSection::Mqtt(MqttSourceConfig::deserialize(body).map_err(err)?),
+            other => {
+                return Err((
+                    name_span,
+                    format!(
+                        "sources.{name}.type `{other}` is not a source type; use \"coap\" or \"mqtt\""
+                    ),
+                ));
+            }
+        };
+        let checked = match &section {
+            SourceSection::Coap(c) => c.check(),
+            SourceSection::Mqtt(m) => m.check(),
+        };
+        checked.map_err(|p| (name_span.clone(), format!("sources.{name}: {p}")))?;
+        out.insert(name, section);
+    }
+    Ok(out)
+}
+
 /// 1-based line and column of byte offset `at` in `text`.
 pub fn line_col(text: &str, at: usize) -> (usize, usize) {
     let at = at.min(text.len());
@@ -188,11 +267,16 @@ pub fn line_col(text: &str, at: usize) -> (usize, usize) {
 
 /// Parses and checks a config file's text.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-    let cfg: Config = toml::from_str(text).map_err(|e| ConfigError {
+    let at = |span: Option<std::ops::Range<usize>>, message: String| ConfigError {
         file: file.to_owned(),
-        position: e.span().map(|s| line_col(text, s.start)),
-        message: e.message().trim().to_owned(),
-    })?;
+        position: span.map(|s| line_col(text, s.start)),
+        message,
+    };
+    let mut cfg: Config =
+        toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_owned()))?;
+    if cfg.raw_sources.take().is_some() {
+        cfg.sources = parse_sources(text).map_err(|(span, m)| at(span, m))?;
+    }
     check(&cfg).map_err(|(needle, message)| ConfigError {
         file: file.to_owned(),
         position: needle
@@ -319,6 +403,38 @@ mod tests {
             &ok.replace("127.0.0.1:9000\"\ntenant", "127.0.0.1:8080\"\ntenant"),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn errors_inside_a_source_point_at_the_key() {
+        let text = "[sources.c]\ntype = \"coap\"\ntenant = \"a\"\nlisen = \"127.0.0.1:1\"\n";
+        let e = parse("s.toml", text).unwrap_err();
+        assert_eq!(e.position, Some((4, 1)), "{e}");
+        assert!(e.message.contains("lisen"), "{e}");
+        let text = "[sources.c]\ntype = \"coap\"\ntenant = \"a\"\nmax_payload = \"64k\"\n";
+        let e = parse("s.toml", text).unwrap_err();
+        assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
+        assert!(e.message.contains("sources.c"), "{e}");
+    }
+
+    #[test]
+    fn validate_applies_the_sources_own_rules() {
+        for (body, needle) in [
+            ("type = \"mqtt\"\n", "tenant"),
+            ("type = \"mqtt\"\ntenant = \"a\"\nqos = 3\n", "qos"),
+            (
+                "type = \"mqtt\"\ntenant = \"a\"\nbroker = \"mqtt://x\"\n",
+                "host:port",
+            ),
+            ("type = \"coap\"\nmax_payload = 10000000\n", "max_payload"),
+            ("type = \"coap\"\nmax_in_flight = 0\n", "max_in_flight"),
+            ("type = \"amqp\"\n", "not a source type"),
+        ] {
+            let text = format!("[node]\nname = \"n\"\n\n[sources.s]\n{body}");
+            let e = parse("s.toml", &text).unwrap_err();
+            assert_eq!(e.position, Some((4, 10)), "{body}: {e}");
+            assert!(e.message.contains(needle), "{body}: {e}");
+        }
     }
 
     #[test]

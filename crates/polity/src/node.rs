@@ -11,7 +11,7 @@ use polity_broker::EmbeddedBroker;
 use polity_bus::Bus;
 use polity_ingest::{
     IngestHandle, Metrics, Normalizer, PipelineOptions, Writer,
-    sources::{SourceContext, coap::CoapSource, mqtt::MqttSource},
+    sources::{SourceContext, SourceError, coap::CoapSource, mqtt::MqttSource},
 };
 use polity_store::{Store, fjall::FjallStore};
 use polity_web::{City, Rates, WebState};
@@ -165,12 +165,18 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         };
         match section {
             SourceSection::Coap(c) => {
-                let src = CoapSource::bind(c.clone(), ctx).await.map_err(|e| {
-                    anyhow::anyhow!("{e}").context(format!(
-                        "starting CoAP source `{name}` (change it with {})",
-                        flags.coap
-                    ))
-                })?;
+                let src = CoapSource::bind(c.clone(), ctx)
+                    .await
+                    .map_err(|e| match e {
+                        // Only a listen problem is fixed by changing the address.
+                        SourceError::AddrInUse { .. } | SourceError::Bind { .. } => {
+                            anyhow::anyhow!("{e}").context(format!(
+                                "starting CoAP source `{name}` (change it with {})",
+                                flags.coap
+                            ))
+                        }
+                        other => anyhow::anyhow!("{other}"),
+                    })?;
                 let addr = src.local_addr();
                 coap.insert(name.clone(), addr);
                 progress.step(format_args!(
@@ -189,9 +195,7 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
                     m.broker = addr.to_string();
                 }
                 let detail = m.broker.clone();
-                let src = MqttSource::new(m, ctx).map_err(|e| {
-                    anyhow::anyhow!("{e}").context(format!("starting MQTT source `{name}`"))
-                })?;
+                let src = MqttSource::new(m, ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
                 subscribed.push((name.clone(), detail, src.connected()));
                 let rx = shutdown_rx.clone();
                 tasks.push(tokio::spawn(async move { src.run(rx).await }));

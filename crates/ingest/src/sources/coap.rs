@@ -158,6 +158,19 @@ struct Shared {
     log: LogLimiter,
 }
 
+impl CoapSourceConfig {
+    /// Checks the settings without binding; `polity validate` and start-up share it.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_in_flight == 0 || self.max_in_flight > Semaphore::MAX_PERMITS / 2 {
+            return Err("`max_in_flight` must be at least 1 (default 1024)".into());
+        }
+        if self.max_payload == 0 || self.max_payload > DATAGRAM_BUFFER {
+            return Err("`max_payload` must be between 1 and 65536 bytes: a CoAP request must fit one UDP datagram (default 65536)".into());
+        }
+        Ok(())
+    }
+}
+
 impl CoapSource {
     /// Validates `config` and binds its UDP socket.
     pub async fn bind(
@@ -168,16 +181,7 @@ impl CoapSource {
             source_name: ctx.name.clone(),
             problem: p,
         };
-        if config.max_in_flight == 0 || config.max_in_flight > Semaphore::MAX_PERMITS / 2 {
-            return Err(problem(
-                "`max_in_flight` must be at least 1 (default 1024)".into(),
-            ));
-        }
-        if config.max_payload == 0 || config.max_payload > DATAGRAM_BUFFER {
-            return Err(problem(
-                "`max_payload` must be between 1 and 65536 bytes: a CoAP request must fit one UDP datagram (default 65536)".into(),
-            ));
-        }
+        config.check().map_err(problem)?;
         let socket = UdpSocket::bind(config.listen).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 SourceError::AddrInUse {

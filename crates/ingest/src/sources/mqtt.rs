@@ -195,6 +195,51 @@ struct Shared {
     log: LogLimiter,
 }
 
+impl MqttSourceConfig {
+    /// Checks the settings without connecting; `polity validate` and start-up share it.
+    pub fn check(&self) -> Result<(), String> {
+        self.parts().map(|_| ())
+    }
+
+    /// The broker address, tenant rule and QoS, or what is wrong with the settings.
+    fn parts(&self) -> Result<(String, u16, TenantRule, QoS), String> {
+        let (host, port) = split_host_port(&self.broker)
+            .ok_or("`broker` must be host:port, e.g. 127.0.0.1:1883")?;
+        let tenant = match (&self.tenant, self.tenant_from_topic_level) {
+            (Some(t), None) => TenantRule::Fixed(t.clone()),
+            (None, Some(l)) => TenantRule::TopicLevel(l),
+            (Some(_), Some(_)) => {
+                return Err("set either `tenant` or `tenant_from_topic_level`, not both".into());
+            }
+            (None, None) => {
+                return Err("set `tenant` (e.g. \"melbourne\") or `tenant_from_topic_level` (e.g. 1 for topics polity/<tenant>/…)".into());
+            }
+        };
+        let qos = match self.qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            2 => QoS::ExactlyOnce,
+            _ => return Err("`qos` must be 0, 1 or 2 (default 1)".into()),
+        };
+        if self.topics.is_empty() || self.topics.iter().any(|t| t.is_empty()) {
+            return Err(
+                "`topics` must list at least one non-empty topic filter, e.g. [\"polity/#\"]"
+                    .into(),
+            );
+        }
+        if self.keep_alive_secs < 1 {
+            return Err("`keep_alive_secs` must be at least 1 (default 30)".into());
+        }
+        if self.max_in_flight == 0 {
+            return Err("`max_in_flight` must be at least 1 (default 256)".into());
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return Err("`password` needs `username`".into());
+        }
+        Ok((host.to_owned(), port, tenant, qos))
+    }
+}
+
 impl MqttSource {
     /// Validates `config`. Connecting happens in [`MqttSource::run`], which retries, so
     /// an unreachable broker at start-up is not an error.
@@ -203,42 +248,7 @@ impl MqttSource {
             source_name: ctx.name.clone(),
             problem: p.to_owned(),
         };
-        let (host, port) = split_host_port(&config.broker)
-            .ok_or_else(|| problem("`broker` must be host:port, e.g. 127.0.0.1:1883"))?;
-        let tenant = match (&config.tenant, config.tenant_from_topic_level) {
-            (Some(t), None) => TenantRule::Fixed(t.clone()),
-            (None, Some(l)) => TenantRule::TopicLevel(l),
-            (Some(_), Some(_)) => {
-                return Err(problem(
-                    "set either `tenant` or `tenant_from_topic_level`, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(problem(
-                    "set `tenant` (e.g. \"melbourne\") or `tenant_from_topic_level` (e.g. 1 for topics polity/<tenant>/…)",
-                ));
-            }
-        };
-        let qos = match config.qos {
-            0 => QoS::AtMostOnce,
-            1 => QoS::AtLeastOnce,
-            2 => QoS::ExactlyOnce,
-            _ => return Err(problem("`qos` must be 0, 1 or 2 (default 1)")),
-        };
-        if config.topics.is_empty() || config.topics.iter().any(|t| t.is_empty()) {
-            return Err(problem(
-                "`topics` must list at least one non-empty topic filter, e.g. [\"polity/#\"]",
-            ));
-        }
-        if config.keep_alive_secs < 1 {
-            return Err(problem("`keep_alive_secs` must be at least 1 (default 30)"));
-        }
-        if config.max_in_flight == 0 {
-            return Err(problem("`max_in_flight` must be at least 1 (default 256)"));
-        }
-        if config.password.is_some() && config.username.is_none() {
-            return Err(problem("`password` needs `username`"));
-        }
+        let (host, port, tenant, qos) = config.parts().map_err(|p| problem(&p))?;
         let client_id = config
             .client_id
             .clone()
