@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, sync::Arc};
 use axum::{
     body::Bytes,
     extract::{
-        Path, Query, State,
+        Path, Query, RawQuery, State,
         rejection::{BytesRejection, QueryRejection},
     },
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -219,6 +219,7 @@ fn parse_id(s: &str) -> Result<EntityId, Problem> {
 pub async fn retrieve(
     State(st): State<ApiState>,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
     p: Result<Query<EntityParams>, QueryRejection>,
     Read {
         media,
@@ -228,6 +229,7 @@ pub async fn retrieve(
     }: Read,
 ) -> Result<Response, Problem> {
     let p = params(p)?;
+    request::known_params(raw.as_deref(), &["type", "attrs", "options", "format"])?;
     let id = parse_id(&id)?;
     let opts = render_options(&p, &ctx)?;
     require_tenant(&st, &tenant, explicit).await?;
@@ -261,6 +263,7 @@ pub async fn retrieve(
 /// `GET /ngsi-ld/v1/entities`: query by type and/or id, paginated.
 pub async fn query(
     State(st): State<ApiState>,
+    RawQuery(raw): RawQuery,
     p: Result<Query<EntityParams>, QueryRejection>,
     Read {
         media,
@@ -270,6 +273,12 @@ pub async fn query(
     }: Read,
 ) -> Result<Response, Problem> {
     let p = params(p)?;
+    request::known_params(
+        raw.as_deref(),
+        &[
+            "type", "id", "attrs", "options", "format", "limit", "offset", "count",
+        ],
+    )?;
     if p.q.is_some() || p.georel.is_some() {
         return Err(Problem::new(
             ErrorType::OperationNotSupported,
@@ -293,6 +302,19 @@ pub async fn query(
     }
     let offset = p.offset.unwrap_or(0);
     let opts = render_options(&p, &ctx)?;
+    if let Some(t) = &p.entity_type {
+        if t.trim().is_empty() {
+            return Err(Problem::bad_data(
+                "`type` is empty; name at least one entity type",
+            ));
+        }
+        if t.contains(['|', ';', '(', ')']) {
+            return Err(Problem::new(
+                ErrorType::OperationNotSupported,
+                "type expressions with | ; ( ) are not supported by this node yet; list types separated by commas",
+            ));
+        }
+    }
     let types: Vec<Arc<str>> = p
         .entity_type
         .iter()
@@ -633,6 +655,7 @@ pub struct TypeParams {
 /// `GET /ngsi-ld/v1/types`: an EntityTypeList, or EntityType details.
 pub async fn types(
     State(st): State<ApiState>,
+    RawQuery(raw): RawQuery,
     p: Result<Query<TypeParams>, QueryRejection>,
     Read {
         media,
@@ -642,6 +665,7 @@ pub async fn types(
     }: Read,
 ) -> Result<Response, Problem> {
     let p = params(p)?;
+    request::known_params(raw.as_deref(), &["details"])?;
     require_tenant(&st, &tenant, explicit).await?;
     let store = st.store.clone();
     let details = p.details.unwrap_or(false);

@@ -288,6 +288,77 @@ fn first_context(body: &serde_json::Value) -> Option<&serde_json::Value> {
     }
 }
 
+/// Query parameters NGSI-LD defines (GS CIM 009 v1.8, 6.2–6.3 and the query parameters of
+/// each operation) that a route may not support yet.
+const SPEC_PARAMS: &[&str] = &[
+    "id",
+    "type",
+    "idPattern",
+    "attrs",
+    "pick",
+    "omit",
+    "q",
+    "scopeQ",
+    "georel",
+    "geometry",
+    "coordinates",
+    "geoproperty",
+    "geometryProperty",
+    "lang",
+    "csf",
+    "limit",
+    "offset",
+    "count",
+    "options",
+    "format",
+    "local",
+    "via",
+    "datasetId",
+    "deleteAll",
+    "details",
+    "timerel",
+    "timeAt",
+    "endTimeAt",
+    "timeproperty",
+    "lastN",
+    "aggrMethods",
+    "aggrPeriodDuration",
+    "expandValues",
+    "join",
+    "joinLevel",
+    "containedBy",
+    "entityMap",
+    "collect",
+    "jsonKeys",
+    "observedAt",
+];
+
+/// Checks a request's query parameter names: those `supported` by the route pass; other
+/// NGSI-LD parameters answer 422 OperationNotSupported (never silently ignored, since
+/// they would change the result); anything else is 400 BadRequestData.
+pub fn known_params(query: Option<&str>, supported: &[&str]) -> Result<(), Problem> {
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let key = pair.split('=').next().unwrap_or("");
+        if supported.contains(&key) {
+            continue;
+        }
+        return Err(if SPEC_PARAMS.contains(&key) {
+            Problem::new(
+                ErrorType::OperationNotSupported,
+                format!(
+                    "query parameter `{key}` is not supported on this route by this node yet; see docs/NGSI-LD.md"
+                ),
+            )
+        } else {
+            Problem::bad_data(format!(
+                "unknown query parameter `{}`",
+                key.chars().take(64).collect::<String>()
+            ))
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Temporal retrieval: `GET /ngsi-ld/v1/temporal/entities/{id}` with `timerel`.
 
 use axum::{
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{Path, Query, RawQuery, State, rejection::QueryRejection},
     http::StatusCode,
     response::Response,
 };
@@ -86,6 +86,7 @@ pub fn interval(p: &TemporalParams) -> Result<(Option<Timestamp>, Option<Timesta
 pub async fn retrieve(
     State(st): State<ApiState>,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
     p: Result<Query<TemporalParams>, QueryRejection>,
     Read {
         media,
@@ -95,6 +96,18 @@ pub async fn retrieve(
     }: Read,
 ) -> Result<Response, Problem> {
     let p = crate::entities::params(p)?;
+    crate::request::known_params(
+        raw.as_deref(),
+        &[
+            "timerel",
+            "timeAt",
+            "endTimeAt",
+            "attrs",
+            "lastN",
+            "options",
+            "timeproperty",
+        ],
+    )?;
     let id = EntityId::new(&id).map_err(|e| Problem::bad_data(e.to_string()))?;
     if let Some(tp) = &p.timeproperty
         && tp != "observedAt"

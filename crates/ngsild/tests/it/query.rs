@@ -152,6 +152,29 @@ async fn a_limit_above_the_maximum_is_403_too_many_results() {
     assert_eq!(ids(&body).len(), 5);
 }
 
+/// A parameter that would change the result is never silently ignored: NGSI-LD
+/// parameters this node does not implement yet are 422, unknown ones 400.
+#[tokio::test]
+async fn unsupported_and_unknown_parameters_are_refused_not_ignored() {
+    let node = city().await;
+    for q in [
+        "?type=ParkingSpot&idPattern=nomatch",
+        "?type=ParkingSpot&pick=status",
+        "?type=ParkingSpot&geometry=Point&coordinates=[1,2]",
+        "?type=ParkingSpot|OffStreetParking",
+        "?type=(ParkingSpot;X)",
+    ] {
+        problem(query(&node, q).await, 422, "OperationNotSupported").await;
+    }
+    problem(
+        query(&node, "?type=ParkingSpot&colour=red").await,
+        400,
+        "BadRequestData",
+    )
+    .await;
+    problem(query(&node, "?type=").await, 400, "BadRequestData").await;
+}
+
 #[tokio::test]
 async fn q_and_geo_queries_are_not_supported_yet() {
     let node = city().await;
