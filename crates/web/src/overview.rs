@@ -382,7 +382,7 @@ pub fn render_live(o: &Overview) -> String {
     } else {
         let _ = write!(
             h,
-            "<p class=\"muted\">{} kept in all; the latest are below. Each is stored with its payload and can be inspected.</p>\
+            "<p class=\"muted\">{} kept in all, each with its payload and reason; the latest are below.</p>\
              <table class=\"dl\"><thead><tr><th>#</th><th>When</th><th>Source</th><th>City</th><th>Reason</th></tr></thead><tbody>",
             fmt_int(o.dead_letter_count)
         );

@@ -70,7 +70,7 @@ pub enum PayloadFormat {
     Auto,
 }
 
-/// Config of an MQTT source (`[[sources]] kind = "mqtt"`).
+/// Config of an MQTT source (`[sources.NAME]` with `type = "mqtt"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSourceConfig {
