@@ -83,7 +83,7 @@ const MAX_DIAGNOSTIC: usize = 512;
 /// Largest UDP payload we read.
 const DATAGRAM_BUFFER: usize = 65_536;
 
-/// Config of a CoAP source (`[[sources]] kind = "coap"`).
+/// Config of a CoAP source (`[sources.NAME]` with `type = "coap"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoapSourceConfig {
