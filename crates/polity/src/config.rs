@@ -277,11 +277,9 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     if cfg.raw_sources.take().is_some() {
         cfg.sources = parse_sources(text).map_err(|(span, m)| at(span, m))?;
     }
-    check(&cfg).map_err(|(needle, message)| ConfigError {
+    check(&cfg).map_err(|(path, message)| ConfigError {
         file: file.to_owned(),
-        position: needle
-            .and_then(|n| text.find(&n))
-            .map(|at| line_col(text, at)),
+        position: locate(text, &path).map(|r| line_col(text, r.start)),
         message,
     })?;
     Ok(cfg)
@@ -290,23 +288,51 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
 /// Sources every node has: the HTTP routes of the NGSI-LD API and of SenML ingest.
 pub const BUILT_IN_SOURCES: [&str; 2] = ["http-ngsi-ld", "http-senml"];
 
-/// Cross-field checks that serde cannot express. Returns text to locate and the message.
-fn check(cfg: &Config) -> Result<(), (Option<String>, String)> {
+/// One step of a path into the config document.
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_owned())
+}
+
+/// The byte range of the value at `path` in the document, for error positions.
+fn locate(text: &str, path: &[Seg]) -> Option<std::ops::Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let root = toml::Spanned::new(doc.span(), DeValue::Table(doc.into_inner()));
+    let mut cur = &root;
+    for seg in path {
+        cur = match (cur.get_ref(), seg) {
+            (DeValue::Table(t), Seg::Key(k)) => t.get(k.as_str())?,
+            (DeValue::Array(a), Seg::Index(i)) => a.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(cur.span())
+}
+
+/// Cross-field checks that serde cannot express. Returns where in the document the
+/// problem is, and the message.
+fn check(cfg: &Config) -> Result<(), (Vec<Seg>, String)> {
     let mut tenants = std::collections::BTreeSet::new();
-    for c in &cfg.cities {
+    for (i, c) in cfg.cities.iter().enumerate() {
         if !tenants.insert(c.tenant.clone()) {
             return Err((
-                Some(format!("\"{}\"", c.tenant)),
+                vec![key("cities"), Seg::Index(i), key("tenant")],
                 format!(
                     "two cities use tenant `{}`; give each city its own tenant",
                     c.tenant
                 ),
             ));
         }
-        for s in &c.sources {
+        for (j, s) in c.sources.iter().enumerate() {
             if !cfg.sources.contains_key(s) && !BUILT_IN_SOURCES.contains(&s.as_str()) {
                 return Err((
-                    Some(format!("\"{s}\"")),
+                    vec![key("cities"), Seg::Index(i), key("sources"), Seg::Index(j)],
                     format!(
                         "city `{}` names source `{s}`, which is not defined; add a [sources.{s}] table or use a built-in source (http-ngsi-ld, http-senml)",
                         c.name
@@ -315,41 +341,41 @@ fn check(cfg: &Config) -> Result<(), (Option<String>, String)> {
             }
         }
     }
-    // TCP and UDP ports are separate spaces, and port 0 means "any free port".
-    let mut tcp = BTreeMap::new();
-    let claim = |map: &mut BTreeMap<String, String>,
+    // TCP and UDP ports are separate spaces; port 0 means "any free port"; an
+    // unspecified address (0.0.0.0, ::) clashes with every address on its port.
+    type Claims = Vec<(std::net::SocketAddr, String)>;
+    let claim = |taken: &mut Claims,
                  addr: std::net::SocketAddr,
-                 key: String,
-                 at: String| {
+                 key: String|
+     -> Result<(), String> {
         if addr.port() == 0 {
             return Ok(());
         }
-        match map.insert(addr.to_string(), key.clone()) {
-            Some(other) => Err((
-                Some(at),
-                format!("{key} {addr} is also used by {other}; choose another port"),
-            )),
-            None => Ok(()),
+        let clash = taken.iter().find(|(a, _)| {
+            a.port() == addr.port()
+                && a.is_ipv4() == addr.is_ipv4()
+                && (a.ip() == addr.ip() || a.ip().is_unspecified() || addr.ip().is_unspecified())
+        });
+        if let Some((a, other)) = clash {
+            return Err(format!(
+                "{key} {addr} clashes with {other} {a}; choose another port"
+            ));
         }
+        taken.push((addr, key));
+        Ok(())
     };
-    claim(&mut tcp, cfg.node.http, "node.http".into(), "[node]".into())?;
+    let mut tcp = Claims::new();
+    claim(&mut tcp, cfg.node.http, "node.http".into())
+        .map_err(|m| (vec![key("node"), key("http")], m))?;
     if let Some(b) = &cfg.broker {
-        claim(
-            &mut tcp,
-            b.listen,
-            "broker.listen".into(),
-            "[broker]".into(),
-        )?;
+        claim(&mut tcp, b.listen, "broker.listen".into())
+            .map_err(|m| (vec![key("broker"), key("listen")], m))?;
     }
-    let mut udp = BTreeMap::new();
+    let mut udp = Claims::new();
     for (name, s) in &cfg.sources {
         if let SourceSection::Coap(c) = s {
-            claim(
-                &mut udp,
-                c.listen,
-                format!("sources.{name}.listen"),
-                format!("[sources.{name}]"),
-            )?;
+            claim(&mut udp, c.listen, format!("sources.{name}.listen"))
+                .map_err(|m| (vec![key("sources"), key(name), key("listen")], m))?;
         }
     }
     Ok(())
@@ -381,6 +407,19 @@ mod tests {
         let e = parse("c.toml", text).unwrap_err();
         assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
         assert!(e.message.contains("tenant"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_errors_point_at_the_offending_value() {
+        // The duplicate is the second city's tenant (line 7), not the first mention.
+        let text = "[[cities]]\nname = \"A\"\ntenant = \"perth\"\n\n[[cities]]\nname = \"B\"\ntenant = \"perth\"\n";
+        let e = parse("c.toml", text).unwrap_err();
+        assert_eq!(e.position, Some((7, 10)), "{e}");
+        // An unspecified address clashes with a specific one on the same port.
+        let text = "[node]\nhttp = \"0.0.0.0:9000\"\n[broker]\nlisten = \"127.0.0.1:9000\"\n";
+        let e = parse("c.toml", text).unwrap_err();
+        assert_eq!(e.position, Some((4, 10)), "{e}");
+        assert!(e.message.contains("clashes"), "{e}");
     }
 
     #[test]
