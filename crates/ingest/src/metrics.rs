@@ -131,8 +131,8 @@ pub struct Metrics {
     pub commit_failures: AtomicU64,
     /// Total time spent in commits, microseconds.
     pub commit_micros: AtomicU64,
-    /// Observations committed per tenant.
-    tenants: RwLock<BTreeMap<Tenant, Arc<AtomicU64>>>,
+    /// Per tenant: observations committed, and dead letters kept.
+    tenants: RwLock<BTreeMap<Tenant, Arc<[AtomicU64; 2]>>>,
 }
 
 impl Metrics {
@@ -196,31 +196,48 @@ impl Metrics {
             .collect()
     }
 
-    pub(crate) fn add_tenant(&self, tenant: &Tenant, n: u64) {
+    fn tenant_counter(&self, tenant: &Tenant, which: usize, n: u64) {
         if let Some(c) = self
             .tenants
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(tenant)
         {
-            c.fetch_add(n, Relaxed);
+            c[which].fetch_add(n, Relaxed);
             return;
         }
         self.tenants
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(tenant.clone())
-            .or_default()
+            .or_default()[which]
             .fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn add_tenant(&self, tenant: &Tenant, n: u64) {
+        self.tenant_counter(tenant, 0, n);
+    }
+
+    pub(crate) fn add_tenant_dead_letter(&self, tenant: &Tenant) {
+        self.tenant_counter(tenant, 1, 1);
     }
 
     /// Observations committed per tenant since start.
     pub fn tenants(&self) -> Vec<(Tenant, u64)> {
+        self.tenant_values(0)
+    }
+
+    /// Dead letters kept per tenant since start (those whose tenant was known).
+    pub fn tenant_dead_letters(&self) -> Vec<(Tenant, u64)> {
+        self.tenant_values(1)
+    }
+
+    fn tenant_values(&self, which: usize) -> Vec<(Tenant, u64)> {
         self.tenants
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(t, c)| (t.clone(), c.load(Relaxed)))
+            .map(|(t, c)| (t.clone(), c[which].load(Relaxed)))
             .collect()
     }
 
@@ -276,6 +293,16 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "polity_tenant_observations_committed_total{{tenant=\"{t}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP polity_tenant_dead_letters_total Dead letters kept per tenant.\n# TYPE polity_tenant_dead_letters_total counter"
+        );
+        for (t, n) in self.tenant_dead_letters() {
+            let _ = writeln!(
+                out,
+                "polity_tenant_dead_letters_total{{tenant=\"{t}\"}} {n}"
             );
         }
         for (name, help, v) in [

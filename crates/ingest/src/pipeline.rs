@@ -218,11 +218,15 @@ fn writer_loop(
                     counters,
                     ack,
                 } => {
+                    let tenant = letter.tenant.clone();
                     let r = store
                         .put_dead_letter(letter)
                         .map_err(|e| IngestError::Store(e.to_string()));
                     if r.is_ok() {
                         counters.dead_letters.fetch_add(1, Relaxed);
+                        if let Some(t) = &tenant {
+                            metrics.add_tenant_dead_letter(t);
+                        }
                     } else {
                         counters.errors.fetch_add(1, Relaxed);
                     }

@@ -34,7 +34,7 @@ pub struct CityView {
     pub spark: Vec<f64>,
     /// Observations committed since start.
     pub committed: u64,
-    /// Dead letters from this city's sources.
+    /// Dead letters kept for this city (its tenant) since start.
     pub dead_letters: u64,
     /// When its sources last received anything.
     pub last_message: Option<Timestamp>,
@@ -79,6 +79,7 @@ pub fn snapshot(st: &WebState) -> Result<Overview, polity_store::StoreError> {
     let core = Context::core();
     let sources = st.metrics.sources();
     let tenants_committed = st.metrics.tenants();
+    let tenants_dead = st.metrics.tenant_dead_letters();
     let mut cities = Vec::new();
     for c in st.cities.iter() {
         let types: Vec<(String, u64)> = st
@@ -103,7 +104,11 @@ pub fn snapshot(st: &WebState) -> Result<Overview, polity_store::StoreError> {
                 .find(|(t, _)| *t == c.tenant)
                 .map(|(_, n)| *n)
                 .unwrap_or(0),
-            dead_letters: mine.iter().map(|s| s.dead_letters).sum(),
+            dead_letters: tenants_dead
+                .iter()
+                .find(|(t, _)| *t == c.tenant)
+                .map(|(_, n)| *n)
+                .unwrap_or(0),
             last_message: mine.iter().filter_map(|s| s.last_message).max(),
         });
     }

@@ -351,6 +351,20 @@ format = "json"
         http_bad + coap_bad + mqtt_bad,
         "dead letters kept in the store"
     );
+    // Every rejection above was for tenant `bad`, whichever source took it.
+    let by_tenant = |t: &str| {
+        metric(
+            t,
+            "polity_tenant_dead_letters_total",
+            &format!("tenant=\"{TENANT}\""),
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(
+        by_tenant(&after) - by_tenant(&before),
+        http_bad + coap_bad + mqtt_bad,
+        "dead letters per tenant"
+    );
 
     let (status, health) = get_json(&http, &format!("{base}/health"), TENANT).await;
     assert_eq!((status, &health["status"]), (200, &json!("ok")), "{health}");
