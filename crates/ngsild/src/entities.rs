@@ -495,18 +495,19 @@ async fn commit(
         .map_err(|e| Problem::new(ErrorType::ServiceUnavailable, e.to_string()))
 }
 
+/// The stored type of each of `ids` that exists.
 async fn existing(
     st: &ApiState,
     tenant: &Tenant,
     ids: Vec<EntityId>,
-) -> Result<BTreeSet<EntityId>, Problem> {
+) -> Result<std::collections::BTreeMap<EntityId, Arc<str>>, Problem> {
     let store = st.store.clone();
     let t = tenant.clone();
     blocking(move || {
-        let mut found = BTreeSet::new();
+        let mut found = std::collections::BTreeMap::new();
         for id in ids {
-            if store.entity(&t, &id)?.is_some() {
-                found.insert(id);
+            if let Some(e) = store.entity(&t, &id)? {
+                found.insert(id, e.entity_type);
             }
         }
         Ok(found)
@@ -550,7 +551,10 @@ pub async fn create(
     let id = entity.id.clone();
     // Check and commit under one lock so two concurrent creates of an id cannot both win.
     let _create = st.create_lock.lock().await;
-    if !existing(&st, &tenant, vec![id.clone()]).await?.is_empty() {
+    if existing(&st, &tenant, vec![id.clone()])
+        .await?
+        .contains_key(&id)
+    {
         return Err(Problem::new(
             ErrorType::AlreadyExists,
             format!("entity `{id}` already exists in tenant `{tenant}`"),
@@ -584,6 +588,17 @@ pub async fn batch_upsert(
         )
         .await;
     };
+    if items.is_empty() {
+        return or_reject(
+            &st,
+            &tenant,
+            &items,
+            Err(Problem::bad_data(
+                "the batch is empty; send at least one entity",
+            )),
+        )
+        .await;
+    }
     if items.len() > st.limits.max_batch {
         let p = Problem::bad_data(format!(
             "{} entities in one batch; send at most {}",
@@ -601,15 +616,40 @@ pub async fn batch_upsert(
         request::context_for_body(&headers, &first, &st.contexts),
     )
     .await?;
-    let (ok, failed) = parse_entities(&st, &tenant, &ctx, items).await;
-    let ids: Vec<EntityId> = ok.iter().map(|e| e.id.clone()).collect();
-    let before = existing(&st, &tenant, ids.clone()).await?;
+    let (parsed, mut failed) = parse_entities(&st, &tenant, &ctx, items).await;
+    let ids: Vec<EntityId> = parsed.iter().map(|e| e.id.clone()).collect();
+    let before = existing(&st, &tenant, ids).await?;
+    // An entity's type is fixed when it is created; an upsert naming another type is
+    // refused for that entity rather than half-applied.
+    let mut ok = Vec::with_capacity(parsed.len());
+    for e in parsed {
+        match before.get(&e.id) {
+            Some(stored) if **stored != *e.entity_type => {
+                let p = Problem::bad_data(format!(
+                    "entity `{}` exists with type `{}`; an upsert cannot change it to `{}`",
+                    e.id,
+                    ctx.context.compact_iri(stored),
+                    ctx.context.compact_iri(&e.entity_type)
+                ));
+                reject(&st, &tenant, &p.detail, Vec::new()).await;
+                failed.push((Some(e.id.to_string()), p));
+            }
+            _ => ok.push(e),
+        }
+    }
+    // Each id once, in first-seen order.
+    let mut seen = BTreeSet::new();
+    let ids: Vec<EntityId> = ok
+        .iter()
+        .filter(|e| seen.insert(&e.id))
+        .map(|e| e.id.clone())
+        .collect();
     if !ok.is_empty() {
         commit(&st, &tenant, ok).await?;
     }
     let created: Vec<String> = ids
         .iter()
-        .filter(|i| !before.contains(*i))
+        .filter(|i| !before.contains_key(*i))
         .map(|i| i.to_string())
         .collect();
     if !failed.is_empty() {

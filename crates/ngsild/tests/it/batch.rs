@@ -122,3 +122,38 @@ async fn more_entities_than_the_batch_limit_is_rejected() {
         .unwrap();
     assert_eq!(r.status(), 404, "nothing of a rejected batch is stored");
 }
+
+/// An empty batch is an error; an id sent twice is reported once; and an upsert that
+/// names another type for an existing entity is refused for that entity.
+#[tokio::test]
+async fn empty_batches_duplicates_and_type_changes() {
+    let node = Node::start().await;
+    problem(node.upsert(None, &json!([])).await, 400, "BadRequestData").await;
+    let twice = json!([
+        {"id": "urn:ngsi-ld:Spot:1", "type": "Spot", "a": 1},
+        {"id": "urn:ngsi-ld:Spot:1", "type": "Spot", "b": 2}
+    ]);
+    let r = node.upsert(None, &twice).await;
+    assert_eq!(r.status(), 201);
+    let created: Vec<String> = r.json().await.unwrap();
+    assert_eq!(created, ["urn:ngsi-ld:Spot:1"]);
+    let retyped = json!([{"id": "urn:ngsi-ld:Spot:1", "type": "Meter", "a": 3}]);
+    let r = node.upsert(None, &retyped).await;
+    assert_eq!(r.status(), 207);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["errors"][0]["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot change"),
+        "{body}"
+    );
+    let e = node
+        .entity(None, "urn:ngsi-ld:Spot:1", "?options=keyValues")
+        .await;
+    assert_eq!(
+        (e["type"].as_str(), e["a"].as_i64()),
+        (Some("Spot"), Some(1)),
+        "{e}"
+    );
+}
