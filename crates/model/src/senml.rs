@@ -428,10 +428,12 @@ impl Pack {
     }
 
     /// Parses `application/senml+cbor` (RFC 8428 §6, integer labels).
+    ///
+    /// Errors say what is wrong in words, not in the decoder's internal terms.
     pub fn from_cbor(bytes: &[u8]) -> Result<Pack, SenmlError> {
         let mut rd = bytes;
         let doc: Cbor = ciborium::de::from_reader_with_recursion_limit(&mut rd, CBOR_DEPTH)
-            .map_err(|e| SenmlError::Cbor(format!("{e:?}")))?;
+            .map_err(|e| SenmlError::Cbor(cbor_problem(&e, bytes.len())))?;
         if !rd.is_empty() {
             return Err(SenmlError::Cbor(format!(
                 "{} bytes after the end of the pack",
@@ -726,8 +728,33 @@ pub fn group_by_name(records: &[ResolvedRecord]) -> BTreeMap<&str, Vec<&Resolved
     m
 }
 
+/// A CBOR decoding error in words a device developer can act on.
+fn cbor_problem(e: &ciborium::de::Error<std::io::Error>, len: usize) -> String {
+    use ciborium::de::Error as E;
+    match e {
+        E::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            format!("the {len}-byte payload ends in the middle of a CBOR item (truncated?)")
+        }
+        E::Io(io) => format!("could not be read: {io}"),
+        E::Syntax(at) => format!("malformed CBOR at byte {at}"),
+        E::Semantic(Some(at), m) => format!("unexpected CBOR at byte {at}: {m}"),
+        E::Semantic(None, m) => format!("unexpected CBOR: {m}"),
+        E::RecursionLimitExceeded => format!("nested deeper than {CBOR_DEPTH} levels"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cbor_errors_are_in_words() {
+        // A pack of one map whose text key is cut short.
+        let e = Pack::from_cbor(&[0x81, 0xa1, 0x62, 0x62])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("truncated"), "{e}");
+        assert!(!e.contains("Io(") && !e.contains("kind:"), "{e}");
+    }
+
     use super::*;
     use proptest::prelude::*;
 
