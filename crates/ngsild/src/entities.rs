@@ -287,7 +287,7 @@ pub async fn query(
     }
     if p.entity_type.is_none() && p.id.is_none() && p.attrs.is_none() {
         return Err(Problem::bad_data(
-            "an entity query needs at least one of type, id, attrs, q or geoQ",
+            "an entity query needs at least one of type, id or attrs (for example ?type=ParkingSpot)",
         ));
     }
     let limit = p.limit.unwrap_or(st.limits.default_limit);

@@ -119,34 +119,49 @@ pub fn tenant(headers: &HeaderMap, default: &Tenant) -> Result<(Tenant, bool), P
     }
 }
 
-/// Which representation the client accepts, from the Accept header.
+/// Which representation the client accepts, from the Accept header (RFC 9110 12.5.1:
+/// the highest `q` wins; on a tie, JSON-LD when named explicitly).
 pub fn accept(headers: &HeaderMap) -> Result<Media, Problem> {
     let Some(v) = headers.get(header::ACCEPT) else {
         return Ok(Media::Json);
     };
     let s = v.to_str().unwrap_or("");
-    let mut json = false;
+    let mut best: Option<(f32, Media)> = None;
     for part in s.split(',') {
-        let mt = part
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match mt.as_str() {
-            "application/ld+json" => return Ok(Media::JsonLd),
-            "application/json" | "application/*" | "*/*" | "" => json = true,
-            _ => {}
+        let mut params = part.split(';');
+        let mt = params.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = params
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let media = match mt.as_str() {
+            "application/ld+json" => Media::JsonLd,
+            "application/json" | "application/*" | "*/*" | "" => Media::Json,
+            _ => continue,
+        };
+        if q <= 0.0 {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some((bq, bm)) => {
+                q > bq
+                    || (q == bq
+                        && media == Media::JsonLd
+                        && bm != Media::JsonLd
+                        && mt == "application/ld+json")
+            }
+        };
+        if better {
+            best = Some((q, media));
         }
     }
-    if json {
-        Ok(Media::Json)
-    } else {
-        Err(Problem::new(
+    best.map(|(_, m)| m).ok_or_else(|| {
+        Problem::new(
             ErrorType::NotAcceptable,
             format!("cannot answer in `{s}`; accept application/json or application/ld+json"),
-        ))
-    }
+        )
+    })
 }
 
 /// Parses a Link header naming a JSON-LD context, returning its URL.
@@ -387,6 +402,16 @@ mod tests {
         assert_eq!(accept(&h).unwrap(), Media::JsonLd);
         h.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
         assert_eq!(accept(&h).unwrap_err().status, 406);
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/ld+json;q=0.1, application/json"),
+        );
+        assert_eq!(accept(&h).unwrap(), Media::Json);
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json;q=0.5, application/ld+json"),
+        );
+        assert_eq!(accept(&h).unwrap(), Media::JsonLd);
     }
 
     #[test]

@@ -43,9 +43,11 @@ pub struct TemporalParams {
 }
 
 fn time(name: &str, v: &Option<String>) -> Result<Timestamp, Problem> {
-    let s = v
-        .as_deref()
-        .ok_or_else(|| Problem::bad_data(format!("timerel needs {name}")))?;
+    let s = v.as_deref().ok_or_else(|| {
+        Problem::bad_data(format!(
+            "this timerel needs {name} (timerel=between needs both timeAt and endTimeAt)"
+        ))
+    })?;
     Timestamp::parse(s).map_err(|e| Problem::bad_data(format!("{name}: {e}")))
 }
 
@@ -109,12 +111,20 @@ pub async fn retrieve(
         ],
     )?;
     let id = EntityId::new(&id).map_err(|e| Problem::bad_data(e.to_string()))?;
-    if let Some(tp) = &p.timeproperty
-        && tp != "observedAt"
-    {
-        return Err(Problem::bad_data(format!(
-            "timeproperty `{tp}` is not supported; use observedAt"
-        )));
+    match p.timeproperty.as_deref() {
+        None | Some("observedAt") => {}
+        // Valid NGSI-LD values this node does not keep series for yet.
+        Some(tp @ ("createdAt" | "modifiedAt" | "deletedAt")) => {
+            return Err(Problem::new(
+                crate::problem::ErrorType::OperationNotSupported,
+                format!("timeproperty `{tp}` is not supported yet; use observedAt"),
+            ));
+        }
+        Some(tp) => {
+            return Err(Problem::bad_data(format!(
+                "timeproperty `{tp}` is not one of observedAt, createdAt, modifiedAt, deletedAt"
+            )));
+        }
     }
     let (from, to) = interval(&p)?;
     let mut temporal_values = false;
@@ -122,6 +132,14 @@ pub async fn retrieve(
         match o.trim() {
             "temporalValues" => temporal_values = true,
             "sysAttrs" => {}
+            o @ ("aggregatedValues" | "aggregatedvalues") => {
+                return Err(Problem::new(
+                    crate::problem::ErrorType::OperationNotSupported,
+                    format!(
+                        "options={o} is not supported yet; use temporalValues or the normalized form"
+                    ),
+                ));
+            }
             "" => {}
             other => {
                 return Err(Problem::bad_data(format!(

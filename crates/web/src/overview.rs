@@ -455,7 +455,7 @@ pub fn render_page(o: &Overview) -> String {
          <header class=\"top\"><h1><span>Polity</span> · national overview</h1>\
          <div id=\"status\" class=\"status\"><span class=\"dot\"></span><span> live</span></div></header>\
          <main><div id=\"live\">{live}</div>\
-         <nav class=\"links\"><a href=\"/api/cities\">/api/cities</a><a href=\"/ngsi-ld/v1/types\">/ngsi-ld/v1/types</a>\
+         <nav class=\"links\"><a href=\"/api/cities\">/api/cities</a><a href=\"/api/overview\">/api/overview</a>\
          <a href=\"/metrics\">/metrics</a><a href=\"/health\">/health</a></nav></main>\
          <script>{SCRIPT}</script></body></html>",
         node = esc(&o.node),

@@ -179,11 +179,19 @@ async fn bad_timerel_and_time_at_are_400() {
         format!("?timerel=between&timeAt={T1}"),
         format!("?timerel=between&timeAt={T2}&endTimeAt={T1}"),
         format!("?timerel=between&timeAt={T1}&endTimeAt=soon"),
-        "?timeproperty=modifiedAt".to_owned(),
+        "?timeproperty=someday".to_owned(),
         "?options=fast".to_owned(),
     ] {
         let p = problem(temporal(&node, &q).await, 400, "BadRequestData").await;
         assert!(!p["detail"].as_str().unwrap().is_empty(), "{q}: {p}");
+    }
+    // Valid NGSI-LD requests this node does not implement yet are 422, not client errors.
+    for q in [
+        "?timeproperty=modifiedAt",
+        "?options=aggregatedValues",
+        "?aggrMethods=sum",
+    ] {
+        problem(temporal(&node, q).await, 422, "OperationNotSupported").await;
     }
 }
 
