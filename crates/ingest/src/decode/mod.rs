@@ -1,4 +1,4 @@
-//! Decoders: device payloads (SenML JSON/CBOR, Polity device JSON) → [`Observation`](polity_model::Observation)s.
+//! Decoders: device payloads (SenML JSON/CBOR, Polity device JSON) → [`Observation`]s.
 //!
 //! Decoders are pure functions of the payload bytes and a [`DecodeContext`] (tenant,
 //! defaults from the source's config, the receive time). They do no I/O, hold no state
