@@ -16,6 +16,7 @@ use serde_json::Value;
 const DEFAULTS: ParseDefaults = ParseDefaults {
     observed_at: Timestamp::from_millis(1_767_225_600_000),
     privacy: PrivacyClass::Public,
+    received_at: Timestamp::from_millis(polity_model::time::MAX_MS),
 };
 
 fuzz_target!(|data: &[u8]| {
