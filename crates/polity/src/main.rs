@@ -37,6 +37,24 @@ enum Command {
     /// Benchmarks; each figure is printed as `name: value unit`.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check a node's audit log: every record, its Merkle root against the signed tree
+    /// heads, and truncation. Reports the first bad entry and exits non-zero.
+    Verify {
+        /// The node's data directory (the log is in DIR/audit).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The log's Ed25519 public key, hex, kept apart from the log. Default: the
+        /// key stored beside the log, which only proves consistency with itself.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
 }
 
 /// Listener and storage flags shared by `up` and `serve`.
@@ -92,6 +110,10 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Validate(a) => validate(&a.files),
+        Command::Audit(AuditCommand::Verify {
+            data_dir,
+            public_key,
+        }) => audit_verify(&data_dir, public_key.as_deref()),
         other => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -102,7 +124,7 @@ fn main() -> ExitCode {
                         Command::Up(a) => up::run(a).await,
                         Command::Serve(a) => serve(a).await,
                         Command::Bench(b) => bench::run(b).await,
-                        Command::Validate(_) => unreachable!("handled above"),
+                        Command::Validate(_) | Command::Audit(_) => unreachable!("handled above"),
                     }
                 })
             }),
@@ -144,6 +166,37 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
         anyhow::bail!("{bad} of {} files have errors", files.len());
     }
     Ok(())
+}
+
+fn audit_verify(dir: &std::path::Path, key: Option<&str>) -> anyhow::Result<()> {
+    let result = match key {
+        Some(hex) => {
+            let bytes: [u8; 32] = polity_audit::head::from_hex(hex.trim())
+                .and_then(|v| v.try_into().ok())
+                .context("--public-key must be 64 hex digits (an Ed25519 public key)")?;
+            polity_audit::verify::verify_dir_with_key(dir, &bytes)
+        }
+        None => polity_audit::verify::verify_dir(dir),
+    };
+    match result {
+        Ok(r) => {
+            println!(
+                "audit log ok: {} entries, {} covered by the signed head, {} checkpoints checked, root {}",
+                r.entries, r.signed_tree_size, r.checkpoints, r.root_hash
+            );
+            if r.unsigned_entries > 0 {
+                println!(
+                    "note: the {} newest entries are not yet under a signed head",
+                    r.unsigned_entries
+                );
+            }
+            Ok(())
+        }
+        Err(e) => match e.first_bad_entry() {
+            Some(i) => anyhow::bail!("audit log FAILED at entry {i}: {e}"),
+            None => anyhow::bail!("audit log FAILED: {e}"),
+        },
+    }
 }
 
 /// Applies command-line flags over a config.

@@ -143,6 +143,7 @@ fn help_works_for_every_command() {
         &["validate", "--help"],
         &["bench", "--help"],
         &["bench", "ingest", "--help"],
+        &["audit", "verify", "--help"],
     ] {
         let o = run(args);
         assert!(o.status.success(), "polity {args:?}: {}", text(&o));
@@ -155,4 +156,51 @@ fn help_works_for_every_command() {
     }
     let o = run(&["no-such-command"]);
     assert!(!o.status.success(), "{}", text(&o));
+}
+
+/// `polity audit verify` passes an untouched log and names the first bad entry of an
+/// edited one, exiting non-zero.
+#[test]
+fn audit_verify_names_the_first_bad_entry() {
+    use polity_audit::{AuditEntry, AuditLog};
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut log = AuditLog::open(dir.path()).expect("open the log");
+        for i in 0..20 {
+            let e = AuditEntry {
+                at: polity_model::Timestamp::from_millis(1_764_000_000_000 + i),
+                actor: "operator".into(),
+                action: "read".into(),
+                tenant: polity_model::Tenant::new("adelaide").ok(),
+                subject: Some(format!("citizen-{i}")),
+                resource: format!("urn:ngsi-ld:WaterConsumptionObserved:adelaide-{i}"),
+                purpose: Some("billing".into()),
+                outcome: "allowed".into(),
+            };
+            log.append(&e).expect("append");
+        }
+        log.publish_head().expect("publish the signed head");
+    }
+    let data = dir.path().to_str().expect("utf-8");
+    let o = run(&["audit", "verify", "--data-dir", data]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("audit log ok: 20 entries"),
+        "{}",
+        text(&o)
+    );
+
+    // Change one character of entry 7's purpose in place.
+    let path = dir.path().join("audit").join("entries");
+    let mut bytes = std::fs::read(&path).expect("read entries");
+    let needle = b"citizen-7\"";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("entry 7");
+    bytes[at + 8] = b'9';
+    std::fs::write(&path, bytes).expect("write entries");
+    let o = run(&["audit", "verify", "--data-dir", data]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("FAILED at entry 7"), "{}", text(&o));
 }
