@@ -40,6 +40,27 @@ enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print a bearer token from the node's built-in issuer (for the embedded demo).
+    Token(TokenArgs),
+}
+
+/// The built-in issuer's URL (`iss`) and the audience its tokens are for.
+pub const BUILT_IN_ISSUER: &str = "urn:polity:issuer:built-in";
+/// The audience of tokens for a Polity node.
+pub const AUDIENCE: &str = "polity";
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// The node's data directory (the issuer's keys are in DIR/identity).
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Who the token is for: operator, city-admin:TENANT, city-analyst:TENANT,
+    /// security-analyst, app:CLIENT:TENANT[,TENANT…] or citizen:TENANT:ID.
+    #[arg(long = "as", value_name = "PRINCIPAL")]
+    principal: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    ttl: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +131,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Validate(a) => validate(&a.files),
+        Command::Token(a) => token(&a),
         Command::Audit(AuditCommand::Verify {
             data_dir,
             public_key,
@@ -124,7 +146,9 @@ fn main() -> ExitCode {
                         Command::Up(a) => up::run(a).await,
                         Command::Serve(a) => serve(a).await,
                         Command::Bench(b) => bench::run(b).await,
-                        Command::Validate(_) | Command::Audit(_) => unreachable!("handled above"),
+                        Command::Validate(_) | Command::Audit(_) | Command::Token(_) => {
+                            unreachable!("handled above")
+                        }
                     }
                 })
             }),
@@ -165,6 +189,18 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
     if bad > 0 {
         anyhow::bail!("{bad} of {} files have errors", files.len());
     }
+    Ok(())
+}
+
+fn token(a: &TokenArgs) -> anyhow::Result<()> {
+    let principal: polity_identity::Principal = a
+        .principal
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--as {}: {e}", a.principal))?;
+    let issuer = polity_identity::Issuer::open(&a.data_dir, BUILT_IN_ISSUER)
+        .with_context(|| format!("opening the built-in issuer in {}", a.data_dir.display()))?;
+    let jwt = issuer.issue(&principal, AUDIENCE, std::time::Duration::from_secs(a.ttl))?;
+    println!("{jwt}");
     Ok(())
 }
 

@@ -144,6 +144,7 @@ fn help_works_for_every_command() {
         &["bench", "--help"],
         &["bench", "ingest", "--help"],
         &["audit", "verify", "--help"],
+        &["token", "--help"],
     ] {
         let o = run(args);
         assert!(o.status.success(), "polity {args:?}: {}", text(&o));
@@ -203,4 +204,28 @@ fn audit_verify_names_the_first_bad_entry() {
     let o = run(&["audit", "verify", "--data-dir", data]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("FAILED at entry 7"), "{}", text(&o));
+}
+
+/// `polity token` prints a token from the node's built-in issuer that verifies against
+/// the issuer's own key set; a principal that does not parse is a clear error.
+#[test]
+fn token_prints_a_verifiable_bearer_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    let o = run(&["token", "--data-dir", data, "--as", "city-admin:adelaide"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let jwt = String::from_utf8(o.stdout.clone())
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert_eq!(jwt.split('.').count(), 3, "{jwt}");
+    let issuer =
+        polity_identity::Issuer::open(dir.path(), "urn:polity:issuer:built-in").expect("issuer");
+    let verifier = polity_identity::Verifier::new(vec![issuer.config("polity")]).expect("verifier");
+    let who = verifier.verify(&jwt).expect("the token verifies");
+    assert_eq!(who.principal.to_string(), "city-admin:adelaide");
+
+    let o = run(&["token", "--data-dir", data, "--as", "mayor:adelaide"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--as mayor:adelaide"), "{}", text(&o));
 }
