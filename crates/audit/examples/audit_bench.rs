@@ -1,12 +1,14 @@
 //! Audit log benchmark: append throughput, full verification, proof verification.
 //!
 //! `cargo run --release -p polity-audit --example audit_bench -- --entries 1000000`
-//! Prints `name: value unit` lines. Uses a temporary directory (honours `TMPDIR`).
+//! (`--writer-records N`, default 200,000, and `--writer-tasks N`, default 64, size the
+//! [`AuditWriter`] run). Prints `name: value unit` lines. Uses a temporary directory
+//! (honours `TMPDIR`).
 
 use std::time::Instant;
 
 use polity_audit::merkle::{verify_consistency, verify_inclusion};
-use polity_audit::{AuditEntry, AuditLog, verify_dir};
+use polity_audit::{AuditEntry, AuditLog, AuditWriter, verify_dir};
 use polity_model::{Tenant, Timestamp};
 
 fn entry(i: u64) -> AuditEntry {
@@ -36,10 +38,21 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut entries = 1_000_000u64;
+    let mut writer_records = 200_000u64;
+    let mut writer_tasks = 64u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--entries" {
-            entries = args.next().ok_or("--entries needs a number")?.parse()?;
+        let mut number = |name: &str| -> Result<u64, Box<dyn std::error::Error>> {
+            Ok(args
+                .next()
+                .ok_or(format!("{name} needs a number"))?
+                .parse()?)
+        };
+        match a.as_str() {
+            "--entries" => entries = number("--entries")?,
+            "--writer-records" => writer_records = number("--writer-records")?,
+            "--writer-tasks" => writer_tasks = number("--writer-tasks")?.max(1),
+            _ => return Err(format!("unknown argument {a}").into()),
         }
     }
     let dir = tempfile::tempdir()?;
@@ -81,8 +94,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("full_verify: {:.3} s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let log = AuditLog::open(dir.path())?;
+    let mut log = AuditLog::open(dir.path())?;
     println!("reopen: {:.3} s", t.elapsed().as_secs_f64());
+    println!("reopen_subjects: {}", log.subject_count());
+    if let Some(rss) = rss_mb() {
+        println!("rss_after_reopen: {rss:.0} MB");
+    }
 
     let root = head.root().ok_or("bad head")?;
     let mut times = Vec::new();
@@ -126,5 +143,90 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "consistency_verify_median: {:.1} us",
         percentile(&ctimes, 0.5)
     );
+
+    let mut reads = Vec::new();
+    for _ in 0..1000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let idx = x % size;
+        let t = Instant::now();
+        let e = log.entry(idx)?;
+        reads.push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(e, entry(idx), "entry {idx} read back wrong");
+    }
+    reads.sort_by(f64::total_cmp);
+    println!("entry_read_median: {:.1} us", percentile(&reads, 0.5));
+
+    let subject = entry(size / 2).subject.ok_or("no subject")?;
+    let t = Instant::now();
+    let bundle = log.access_report(&subject)?;
+    let made = t.elapsed().as_secs_f64() * 1e6;
+    let t = Instant::now();
+    polity_audit::verify_bundle(&bundle, Some(&log.public_key()))?;
+    println!(
+        "access_report_1_entry: {made:.1} us, verify {:.1} us",
+        t.elapsed().as_secs_f64() * 1e6
+    );
+    drop(log);
+    drop(dir);
+
+    writer_bench(writer_records, writer_tasks)
+}
+
+/// Records through [`AuditWriter`] from many concurrent tasks: throughput and
+/// per-record latency (enqueue to durable acknowledgement).
+fn writer_bench(records: u64, tasks: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let (writer, handle) = AuditWriter::start(AuditLog::open(dir.path())?)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let per_task = records / tasks;
+    let t = Instant::now();
+    let mut latencies: Vec<f64> = rt.block_on(async {
+        let mut joins = Vec::new();
+        for k in 0..tasks {
+            let w = writer.clone();
+            joins.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(per_task as usize);
+                for i in 0..per_task {
+                    let e = entry(k * per_task + i);
+                    let t = Instant::now();
+                    w.record(e).await?;
+                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                Ok::<_, polity_audit::WriteError>(lat)
+            }));
+        }
+        let mut all = Vec::new();
+        for j in joins {
+            all.extend(j.await??);
+        }
+        Ok::<_, Box<dyn std::error::Error>>(all)
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    drop(writer);
+    let log = handle.join()?;
+    let n = latencies.len();
+    latencies.sort_by(f64::total_cmp);
+    println!("writer_tasks: {tasks}");
+    println!("writer_records: {n}");
+    println!("writer_throughput: {:.0} records/s", n as f64 / secs);
+    println!("writer_latency_p50: {:.2} ms", percentile(&latencies, 0.5));
+    println!("writer_latency_p99: {:.2} ms", percentile(&latencies, 0.99));
+    assert_eq!(log.len(), n as u64);
+    drop(log);
+    let report = verify_dir(dir.path())?;
+    assert_eq!(report.unsigned_entries, 0);
     Ok(())
+}
+
+/// Resident memory of this process, from `/proc/self/status` (Linux only).
+fn rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

@@ -25,9 +25,21 @@
 //!
 //! Durability: each [`AuditLog::append`] or [`AuditLog::append_batch`] call writes its
 //! records and any due checkpoint, then fsyncs, before it returns. Callers with many
-//! small appends should batch them; a group-commit writer thread like the ingest
-//! pipeline's is later work.
+//! small appends should batch them, or go through [`crate::writer::AuditWriter`],
+//! which group-commits for many concurrent callers.
+//!
+//! Reading: [`AuditLog::entry`] reads any entry back by index, and
+//! [`AuditLog::entries_for_subject`] lists a citizen's entries. Both use indexes kept
+//! in memory, built by the scan in [`AuditLog::open`] and kept up to date by appends:
+//!
+//! - the byte offset of every record: 8 bytes per entry (8 MB per million);
+//! - the entries of each subject: 8 bytes per entry that names a subject, plus about
+//!   100 bytes per distinct subject (its id, its list and the hash-table slot).
+//!   A million entries about a million different citizens cost about 100 MB; about
+//!   100,000 citizens, about 20 MB.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -120,6 +132,14 @@ pub enum LogError {
     /// A proof was asked for sizes the log cannot serve.
     #[error(transparent)]
     Proof(#[from] ProofError),
+    /// An entry was asked for by an index the log does not hold.
+    #[error("there is no audit entry {index}: the log holds entries 0 to {len} (exclusive)")]
+    NoSuchEntry {
+        /// The index asked for.
+        index: u64,
+        /// Entries in the log.
+        len: u64,
+    },
 }
 
 type Result<T, E = LogError> = std::result::Result<T, E>;
@@ -239,6 +259,14 @@ impl Paths {
 pub struct AuditLog {
     paths: Paths,
     entries: File,
+    /// Length of `entries` in bytes: where the next record goes.
+    end: u64,
+    /// Byte offset of each record in `entries`, by index.
+    offsets: Vec<u64>,
+    /// Indices of the entries naming each subject, ascending.
+    subjects: HashMap<Box<str>, Vec<u64>>,
+    /// The head last written to `sth.json`, if it matches this log.
+    published: Option<SignedTreeHead>,
     checkpoints: File,
     key: Ed25519KeyPair,
     tree: MerkleTree,
@@ -257,8 +285,9 @@ impl AuditLog {
     /// Opens the log under `<dir>/audit/`, creating it, its key and an initial signed
     /// head on first use.
     ///
-    /// Re-reads every record to rebuild the in-memory tree (about 64 bytes per entry),
-    /// checking each record's index and leaf hash; a record cut short by a crash
+    /// Re-reads every record to rebuild the in-memory tree (about 64 bytes per entry)
+    /// and the read indexes (see the module docs for their memory cost), checking
+    /// each record's index and leaf hash; a record cut short by a crash
     /// during an append that never returned is removed. Signed checkpoints missed by
     /// such a crash are written. Signatures are not checked here: that is
     /// [`crate::verify::verify_dir`]'s job.
@@ -274,7 +303,12 @@ impl AuditLog {
             .create(true)
             .open(&paths.entries)
             .map_err(io_err(&paths.entries))?;
-        let tree = read_tree(&paths.entries, &mut entries)?;
+        let Scan {
+            tree,
+            offsets,
+            subjects,
+            end,
+        } = read_tree(&paths.entries, &mut entries)?;
 
         let mut checkpoints = OpenOptions::new()
             .read(true)
@@ -287,10 +321,15 @@ impl AuditLog {
         let mut log = AuditLog {
             paths,
             entries,
+            end,
+            offsets,
+            subjects,
+            published: None,
             checkpoints,
             key,
             tree,
         };
+        log.published = log.read_published_head();
         let due = log.tree.len() / CHECKPOINT_INTERVAL;
         if written < due {
             tracing::warn!(
@@ -330,6 +369,7 @@ impl AuditLog {
         let start = self.tree.len();
         let mut buf = Vec::with_capacity(entries.len() * 320);
         let mut leaves = Vec::with_capacity(entries.len());
+        let mut body_lens = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
             let body = serde_json::to_vec(e).map_err(|e| LogError::Corrupt {
                 path: self.paths.entries.clone(),
@@ -346,23 +386,29 @@ impl AuditLog {
             buf.extend_from_slice(&leaf);
             buf.extend_from_slice(&body);
             leaves.push(leaf);
+            body_lens.push(body.len());
         }
-        let before = self
+        let before = self.end;
+        if let Err(e) = self
             .entries
-            .metadata()
-            .map_err(io_err(&self.paths.entries))?
-            .len();
-        if let Err(e) = self.entries.write_all(&buf) {
-            // Leave no partial record behind for the next append to follow.
+            .write_all(&buf)
+            .and_then(|()| self.entries.sync_data())
+        {
+            // Leave no partial or unsynced record behind for the next append to
+            // follow: those indices will be written again.
             let _ = self.entries.set_len(before);
             return Err(io_err(&self.paths.entries)(e));
         }
-        self.entries
-            .sync_data()
-            .map_err(io_err(&self.paths.entries))?;
-        for l in leaves {
+        let mut offset = before;
+        for ((l, e), i) in leaves.into_iter().zip(entries).zip(start..) {
             self.tree.push(l);
+            self.offsets.push(offset);
+            offset += (RECORD_HEADER_BYTES + body_lens[(i - start) as usize]) as u64;
+            if let Some(s) = &e.subject {
+                self.subjects.entry(s.as_str().into()).or_default().push(i);
+            }
         }
+        self.end = offset;
         let end = self.tree.len();
         let mut text = String::new();
         let mut k = start / CHECKPOINT_INTERVAL + 1;
@@ -428,7 +474,112 @@ impl AuditLog {
                 .and_then(|d| d.sync_all())
                 .map_err(io_err(parent))?;
         }
+        self.published = Some(head.clone());
         Ok(head)
+    }
+
+    /// The head last published to `sth.json`, if any (a head found there at open
+    /// counts only if it is signed by this log's key and matches its entries).
+    pub fn latest_head(&self) -> Option<&SignedTreeHead> {
+        self.published.as_ref()
+    }
+
+    /// The latest published head if it covers every entry; otherwise publishes a
+    /// fresh one ([`AuditLog::publish_head`]) and returns it.
+    pub fn current_head(&mut self) -> Result<SignedTreeHead> {
+        match &self.published {
+            Some(h) if h.tree_size == self.len() => Ok(h.clone()),
+            _ => self.publish_head(),
+        }
+    }
+
+    fn read_published_head(&self) -> Option<SignedTreeHead> {
+        let bytes = fs::read(&self.paths.sth).ok()?;
+        let head: SignedTreeHead = serde_json::from_slice(&bytes).ok()?;
+        let matches = head.verify(&self.public_key())
+            && head.root().is_some()
+            && self.tree.root(head.tree_size).ok() == head.root();
+        if !matches {
+            tracing::warn!(
+                message = "sth.json does not match this audit log; a fresh head will be published when one is needed",
+                tree_size = head.tree_size
+            );
+        }
+        matches.then_some(head)
+    }
+
+    /// The entry at `index`, read back from disk.
+    ///
+    /// The record is checked against the leaf hash held in memory since open, so an
+    /// entry edited on disk while the log is open is reported as
+    /// [`LogError::Corrupt`], never returned.
+    pub fn entry(&self, index: u64) -> Result<AuditEntry> {
+        let body = self.entry_bytes(index)?;
+        serde_json::from_slice(&body).map_err(|e| LogError::Corrupt {
+            path: self.paths.entries.clone(),
+            index,
+            reason: format!("not an audit entry: {e}"),
+        })
+    }
+
+    /// The exact bytes of entry `index`: the Merkle leaf data, checked against the
+    /// leaf hash held in memory.
+    pub fn entry_bytes(&self, index: u64) -> Result<Vec<u8>> {
+        let (Some(&offset), Some(leaf)) = (
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| self.offsets.get(i)),
+            self.tree.leaf(index),
+        ) else {
+            return Err(LogError::NoSuchEntry {
+                index,
+                len: self.len(),
+            });
+        };
+        let path = &self.paths.entries;
+        let corrupt = |reason: &str| LogError::Corrupt {
+            path: path.clone(),
+            index,
+            reason: format!("{reason} (changed on disk since the log was opened)"),
+        };
+        let mut header = [0u8; RECORD_HEADER_BYTES];
+        read_exact_at(&self.entries, &mut header, offset).map_err(io_err(path))?;
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        if len > MAX_ENTRY_BYTES {
+            return Err(corrupt("its length field is impossible"));
+        }
+        let mut stored_index = [0u8; 8];
+        stored_index.copy_from_slice(&header[4..12]);
+        if u64::from_le_bytes(stored_index) != index || header[12..44] != leaf {
+            return Err(corrupt("its header is not the one written"));
+        }
+        let mut body = vec![0u8; len as usize];
+        read_exact_at(
+            &self.entries,
+            &mut body,
+            offset + RECORD_HEADER_BYTES as u64,
+        )
+        .map_err(io_err(path))?;
+        if leaf_hash(&body) != leaf {
+            return Err(corrupt("its content no longer matches its hash"));
+        }
+        Ok(body)
+    }
+
+    /// The indices of the entries about `subject` (a citizen's pseudonymous id),
+    /// ascending. Empty if there are none.
+    pub fn entries_for_subject(&self, subject: &str) -> Vec<u64> {
+        self.subjects.get(subject).cloned().unwrap_or_default()
+    }
+
+    /// The `entries` file, for error messages.
+    pub(crate) fn entries_path(&self) -> &Path {
+        &self.paths.entries
+    }
+
+    /// Number of distinct subjects named by entries.
+    pub fn subject_count(&self) -> usize {
+        self.subjects.len()
     }
 
     /// The leaf hash of entry `index`.
@@ -517,10 +668,42 @@ fn load_or_create_key(paths: &Paths) -> Result<(Ed25519KeyPair, bool)> {
     Ok((key, created))
 }
 
-fn read_tree(path: &Path, file: &mut File) -> Result<MerkleTree> {
+/// Reads exactly `buf.len()` bytes at `offset` without moving a shared cursor.
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
+}
+
+/// The subject of an entry, read without decoding the rest.
+#[derive(Deserialize)]
+struct SubjectOf<'a> {
+    #[serde(borrow, default)]
+    subject: Option<Cow<'a, str>>,
+}
+
+/// What [`read_tree`] rebuilds from `entries`.
+struct Scan {
+    tree: MerkleTree,
+    offsets: Vec<u64>,
+    subjects: HashMap<Box<str>, Vec<u64>>,
+    end: u64,
+}
+
+fn read_tree(path: &Path, file: &mut File) -> Result<Scan> {
     file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
     let mut reader = RecordReader::new(BufReader::with_capacity(1 << 20, &*file));
     let mut tree = MerkleTree::new();
+    let mut offsets = Vec::new();
+    let mut subjects: HashMap<Box<str>, Vec<u64>> = HashMap::new();
     let mut rec = RawRecord::empty();
     let corrupt = |index: u64, reason: String| LogError::Corrupt {
         path: path.to_owned(),
@@ -529,6 +712,7 @@ fn read_tree(path: &Path, file: &mut File) -> Result<MerkleTree> {
     };
     loop {
         let index = tree.len();
+        let offset = reader.offset;
         match reader.next_into(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
@@ -562,8 +746,29 @@ fn read_tree(path: &Path, file: &mut File) -> Result<MerkleTree> {
             ));
         }
         tree.push(leaf);
+        offsets.push(offset);
+        match serde_json::from_slice::<SubjectOf<'_>>(&rec.body) {
+            Ok(SubjectOf { subject: Some(s) }) => match subjects.get_mut(s.as_ref()) {
+                Some(list) => list.push(index),
+                None => {
+                    subjects.insert(s.as_ref().into(), vec![index]);
+                }
+            },
+            Ok(_) => {}
+            Err(error) => tracing::warn!(
+                message = "audit entry is not valid JSON; it is left out of the subject index (run `polity audit verify`)",
+                index,
+                %error
+            ),
+        }
     }
-    Ok(tree)
+    let end = reader.offset;
+    Ok(Scan {
+        tree,
+        offsets,
+        subjects,
+        end,
+    })
 }
 
 /// Counts complete checkpoint lines, dropping a trailing line cut short by a crash.
@@ -585,4 +790,55 @@ fn count_checkpoints(path: &Path, file: &mut File) -> Result<u64> {
         count += 1;
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_subject(subject: &str) -> AuditEntry {
+        AuditEntry {
+            at: Timestamp::from_millis(0),
+            actor: "user:a".into(),
+            action: "read".into(),
+            tenant: None,
+            subject: Some(subject.into()),
+            resource: "r".into(),
+            purpose: None,
+            outcome: "allowed".into(),
+        }
+    }
+
+    #[test]
+    fn subjects_needing_json_escapes_are_indexed_the_same_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = "citizen:\"quoted\"\\back\u{1}é";
+        let mut log = AuditLog::open(dir.path()).unwrap();
+        log.append(&with_subject(odd)).unwrap();
+        log.append(&with_subject("citizen:plain")).unwrap();
+        assert_eq!(log.entries_for_subject(odd), vec![0]);
+        drop(log);
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(log.entries_for_subject(odd), vec![0]);
+        assert_eq!(log.entries_for_subject("citizen:plain"), vec![1]);
+        assert_eq!(log.entry(0).unwrap(), with_subject(odd));
+    }
+
+    #[test]
+    fn offsets_track_records_of_different_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path()).unwrap();
+        let entries: Vec<_> = (0..5)
+            .map(|i| with_subject(&"x".repeat(1 + i * 37)))
+            .collect();
+        log.append_batch(&entries[..2]).unwrap();
+        log.append_batch(&entries[2..]).unwrap();
+        for (i, e) in entries.iter().enumerate() {
+            assert_eq!(&log.entry(i as u64).unwrap(), e);
+        }
+        let on_disk = fs::metadata(dir.path().join("audit/entries"))
+            .unwrap()
+            .len();
+        assert_eq!(log.end, on_disk);
+    }
 }

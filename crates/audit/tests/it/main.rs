@@ -1,7 +1,10 @@
 //! Integration tests for the audit log: real files in a temporary directory.
 
+mod bundle;
 mod proofs;
+mod reads;
 mod tamper;
+mod writer;
 
 use std::path::Path;
 
@@ -27,6 +30,15 @@ pub fn entry(i: u64) -> AuditEntry {
         resource: format!("/ngsi-ld/v1/entities/urn:ngsi-ld:Person:{i}"),
         purpose: Some("benefit-eligibility".into()),
         outcome: "allowed".into(),
+    }
+}
+
+/// An access to the data of citizen `subject` by clerk `i % 3`.
+pub fn access(i: u64, subject: &str) -> AuditEntry {
+    AuditEntry {
+        subject: Some(subject.to_owned()),
+        actor: format!("user:clerk-{}", i % 3),
+        ..entry(i)
     }
 }
 
