@@ -306,6 +306,7 @@ impl Issuer {
             url: self.url.clone(),
             audience: audience.to_owned(),
             jwks: self.jwks(),
+            tenants: Vec::new(),
         }
     }
 

@@ -43,6 +43,10 @@ pub struct IssuerConfig {
     pub audience: String,
     /// The issuer's RFC 7517 JWK Set (`{"keys":[…]}`), given as configuration.
     pub jwks: Value,
+    /// The tenants this issuer may vouch for. Empty: a national issuer, which may issue
+    /// any principal. Otherwise a city issuer: its tokens must name principals bound to
+    /// these tenants only, and never cross-tenant roles (operator, security analyst).
+    pub tenants: Vec<polity_model::Tenant>,
 }
 
 /// Why the verifier configuration was rejected.
@@ -126,6 +130,18 @@ pub enum AuthError {
     /// The Polity claims (`role`, `tenants`, …) do not describe a valid principal.
     #[error("the access token's role claims are invalid: {0}")]
     BadClaims(String),
+    /// A city issuer vouched for a principal outside its cities (or a national role).
+    #[error(
+        "issuer `{issuer}` may only issue tokens for {allowed}, not for `{principal}`; obtain the token from the issuer of that city or the national issuer"
+    )]
+    IssuerNotForTenant {
+        /// The issuer URL.
+        issuer: String,
+        /// The principal the token claimed.
+        principal: String,
+        /// The tenants the issuer may vouch for.
+        allowed: String,
+    },
 }
 
 /// A token that passed verification.
@@ -142,6 +158,7 @@ pub struct VerifiedPrincipal {
 struct TrustedIssuer {
     audience: String,
     keys: HashMap<String, DecodingKey>,
+    tenants: Vec<polity_model::Tenant>,
 }
 
 /// Verifies access tokens against a fixed set of trusted issuers.
@@ -251,6 +268,7 @@ impl Verifier {
                 TrustedIssuer {
                     audience: c.audience,
                     keys,
+                    tenants: c.tenants,
                 },
             );
         }
@@ -384,6 +402,33 @@ impl Verifier {
             .claims
             .principal()
             .map_err(|e| AuthError::BadClaims(e.to_string()))?;
+        if let Some(trusted) = self.issuers.get(&data.claims.iss)
+            && !trusted.tenants.is_empty()
+        {
+            let bound = principal.tenants();
+            if bound.is_empty() || !bound.iter().all(|t| trusted.tenants.contains(t)) {
+                return Err(AuthError::IssuerNotForTenant {
+                    issuer: clip(&data.claims.iss),
+                    // Role and tenants only: a citizen's id must not reach logs.
+                    principal: format!(
+                        "{}:{}",
+                        principal.role(),
+                        principal
+                            .tenants()
+                            .iter()
+                            .map(|t| t.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    allowed: trusted
+                        .tenants
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
         Ok(VerifiedPrincipal {
             principal,
             claims: data.claims,
@@ -403,6 +448,7 @@ mod tests {
             url: "https://i".into(),
             audience: "polity".into(),
             jwks,
+            tenants: Vec::new(),
         };
         assert!(matches!(
             Verifier::new(vec![c(serde_json::json!({}))]),
@@ -430,6 +476,7 @@ mod tests {
             url: "https://i".into(),
             audience: "polity".into(),
             jwks: ok,
+            tenants: Vec::new(),
         }])
         .unwrap()
         .with_max_token_bytes(100);

@@ -320,6 +320,7 @@ fn several_issuers() {
             url: other.url().into(),
             audience: "city-aud".into(),
             jwks: other.jwks(),
+            tenants: vec![t("perth")],
         },
     ])
     .unwrap();
@@ -343,6 +344,36 @@ fn several_issuers() {
             .verify(&other.issue(&p, AUD, HOUR).unwrap())
             .unwrap_err(),
         AuthError::WrongAudience
+    );
+    // A city issuer may not vouch for another city's principals, nor for national roles.
+    for p in [
+        Principal::CityAdmin(t("adelaide")),
+        Principal::Operator,
+        Principal::SecurityAnalyst,
+        Principal::Application {
+            client_id: "a".into(),
+            tenants: vec![t("perth"), t("adelaide")],
+        },
+    ] {
+        assert!(
+            matches!(
+                verifier
+                    .verify(&other.issue(&p, "city-aud", HOUR).unwrap())
+                    .unwrap_err(),
+                AuthError::IssuerNotForTenant { .. }
+            ),
+            "{p}"
+        );
+    }
+    // The national issuer may.
+    assert!(
+        verifier
+            .verify(
+                &issuer
+                    .issue(&Principal::CityAdmin(t("adelaide")), AUD, HOUR)
+                    .unwrap()
+            )
+            .is_ok()
     );
 }
 
