@@ -11,6 +11,7 @@ pub mod decode;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
+pub mod protect;
 pub mod sources;
 
 pub use metrics::{Metrics, SourceCounters, SourceKind, SourceSnapshot};

@@ -15,6 +15,8 @@ use polity_model::{Batch, PrivacyClass, Value, units};
 pub struct Normalizer {
     /// Privacy class per expanded attribute IRI, raising the class a source gave.
     privacy: HashMap<Arc<str>, PrivacyClass>,
+    /// Pseudonymization and coarsening, after classification.
+    protector: Option<crate::protect::Protector>,
 }
 
 impl Normalizer {
@@ -29,7 +31,14 @@ impl Normalizer {
         self
     }
 
-    /// Converts every numeric observation to its canonical unit and applies privacy policy.
+    /// Pseudonymizes identifiers and coarsens personal locations with `p`.
+    pub fn with_protector(mut self, p: crate::protect::Protector) -> Self {
+        self.protector = Some(p);
+        self
+    }
+
+    /// Converts every numeric observation to its canonical unit and applies privacy
+    /// policy: classes, then pseudonymization and coarsening.
     pub fn normalize(&self, batch: &mut Batch) {
         for o in &mut batch.observations {
             if let (Value::Number(v), Some(u)) = (&o.value, o.unit) {
@@ -40,6 +49,9 @@ impl Normalizer {
             if let Some(&c) = self.privacy.get(&o.attr) {
                 o.privacy = o.privacy.max(c);
             }
+        }
+        if let Some(p) = &self.protector {
+            p.protect(batch);
         }
     }
 }
