@@ -39,6 +39,9 @@ before(async () => {
   proc.stdout.on('data', d => { log += d; });
   proc.stderr.on('data', d => { log += d; });
   await waitReady(`${base}/health`, 60_000);
+  // The sign-in link is printed once the demo is running.
+  const end = Date.now() + 30_000;
+  while (!/Press Ctrl-C/.test(log) && Date.now() < end) await new Promise(r => setTimeout(r, 100));
 });
 
 after(() => {
@@ -56,8 +59,19 @@ test('the overview shows every city with its entity types and updates live', asy
     const page = await browser.newPage({ viewport: { width: 1360, height: 1000 } });
     const errors = [];
     page.on('pageerror', e => errors.push(String(e)));
+    // Without a session the page sends the browser to sign in.
     await page.goto(base + '/');
+    assert.match(page.url(), /\/login$/);
+    // The sign-in link `polity up` printed carries an operator token in its fragment;
+    // the page posts it and lands on the overview with a session cookie.
+    const link = log.match(/Sign in\s+(http:\/\/\S+\/login#\S+)/);
+    assert.ok(link, `polity up printed no sign-in link:\n${log}`);
+    await page.goto(link[1]);
+    await page.waitForURL(base + '/', { timeout: 10_000 });
     assert.match(await page.title(), /Polity/);
+    const cookies = await page.context().cookies();
+    const session = cookies.find(c => c.name === 'polity_token');
+    assert.ok(session && session.httpOnly && session.sameSite === 'Strict', JSON.stringify(cookies));
 
     // Wait until every city shows five entity types with entities in each.
     await page.waitForFunction(() => {

@@ -1227,7 +1227,8 @@ mod tests {
 
     fn observation() -> impl Strategy<Value = Observation> {
         (
-            "[a-z][a-zA-Z0-9]{0,8}",
+            // Entity members (`id`, `type`, `scope`, …) are not attribute names.
+            "[a-z][a-zA-Z0-9]{0,8}".prop_filter("an entity member", |n| !entity_member(n)),
             proptest::option::of("[a-z0-9]{1,6}"),
             value(),
             proptest::option::of(prop_oneof![

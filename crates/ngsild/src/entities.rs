@@ -19,8 +19,11 @@ use polity_store::EntityQuery;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use polity_trust::{Access, Action, EntityRef};
+
 use crate::{
     ApiState,
+    access::{View, entity_ref},
     problem::{ErrorType, Problem},
     request::{self, ActiveContext, Media, Read},
 };
@@ -218,6 +221,7 @@ fn parse_id(s: &str) -> Result<EntityId, Problem> {
 /// `GET /ngsi-ld/v1/entities/{id}`.
 pub async fn retrieve(
     State(st): State<ApiState>,
+    access: Access,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
     p: Result<Query<EntityParams>, QueryRejection>,
@@ -236,7 +240,10 @@ pub async fn retrieve(
     let store = st.store.clone();
     let (t, i) = (tenant.clone(), id.clone());
     let found = blocking(move || store.entity(&t, &i)).await?;
-    let Some(state) = found else {
+    let mut view = View::reading(&access, Action::EntityRead, &st);
+    // An entity the caller may not see is answered like one that does not exist, so
+    // ids cannot be probed.
+    let Some(state) = found.filter(|s| view.sees(&tenant, s)) else {
         return Err(Problem::not_found(format!(
             "entity `{id}` does not exist in tenant `{tenant}`"
         )));
@@ -252,6 +259,10 @@ pub async fn retrieve(
             )));
         }
     }
+    let state = view.redact(&tenant, state);
+    if !view.audit().await {
+        return Err(Problem::audit_unavailable());
+    }
     Ok(respond(
         StatusCode::OK,
         render_entity(&state, &ctx.context, &opts),
@@ -263,6 +274,7 @@ pub async fn retrieve(
 /// `GET /ngsi-ld/v1/entities`: query by type and/or id, paginated.
 pub async fn query(
     State(st): State<ApiState>,
+    access: Access,
     RawQuery(raw): RawQuery,
     p: Result<Query<EntityParams>, QueryRejection>,
     Read {
@@ -334,7 +346,13 @@ pub async fn query(
     let store = st.store.clone();
     let want_count = p.count.unwrap_or(false);
     let attr_filter = opts.attrs.clone();
+    let mut view = View::reading(&access, Action::EntityRead, &st);
+    // Callers who may not read the whole tenant (citizens) get the entities they may
+    // read, filtered before paging so that pages and counts describe only those.
+    let per_entity = (!view.on_all()).then(|| access.clone());
+    let t = tenant.clone();
     let (page, total) = blocking(move || {
+        let tenant = t;
         let type_list: Vec<Option<Arc<str>>> = if types.is_empty() {
             vec![None]
         } else {
@@ -345,7 +363,7 @@ pub async fn query(
         for ty in type_list {
             // Filters applied here (attrs) and counts of id lists need every match, so
             // the store cuts the page only for plain type queries.
-            let wanted = if attr_filter.is_some() || ids.is_some() {
+            let wanted = if attr_filter.is_some() || ids.is_some() || per_entity.is_some() {
                 usize::MAX
             } else {
                 offset + limit
@@ -360,8 +378,11 @@ pub async fn query(
             if let Some(attrs) = &attr_filter {
                 found.retain(|e| e.attrs.iter().any(|a| attrs.iter().any(|w| **w == *a.attr)));
             }
+            if let Some(access) = &per_entity {
+                found.retain(|e| access.on_entity(Action::EntityRead, &entity_ref(&tenant, e)));
+            }
             if want_count {
-                total += if ids.is_none() && attr_filter.is_none() {
+                total += if ids.is_none() && attr_filter.is_none() && per_entity.is_none() {
                     store.count_entities(&tenant, ty.as_deref())?
                 } else {
                     found.len() as u64
@@ -374,6 +395,10 @@ pub async fn query(
         Ok((page, total))
     })
     .await?;
+    let page: Vec<EntityState> = page.into_iter().map(|e| view.redact(&tenant, e)).collect();
+    if !view.audit().await {
+        return Err(Problem::audit_unavailable());
+    }
     let body = Value::Array(
         page.iter()
             .map(|e| render_entity(e, &ctx.context, &opts))
@@ -495,19 +520,20 @@ async fn commit(
         .map_err(|e| Problem::new(ErrorType::ServiceUnavailable, e.to_string()))
 }
 
-/// The stored type of each of `ids` that exists.
+/// The stored type and owner of each of `ids` that exists.
 async fn existing(
     st: &ApiState,
     tenant: &Tenant,
     ids: Vec<EntityId>,
-) -> Result<std::collections::BTreeMap<EntityId, Arc<str>>, Problem> {
+) -> Result<std::collections::BTreeMap<EntityId, (Arc<str>, Option<String>)>, Problem> {
     let store = st.store.clone();
     let t = tenant.clone();
     blocking(move || {
         let mut found = std::collections::BTreeMap::new();
         for id in ids {
             if let Some(e) = store.entity(&t, &id)? {
-                found.insert(id, e.entity_type);
+                let owner = crate::access::owner_of(&e);
+                found.insert(id, (e.entity_type, owner));
             }
         }
         Ok(found)
@@ -515,9 +541,46 @@ async fn existing(
     .await
 }
 
+/// A parsed entity as the authorizer sees it (its owner as written in the body).
+fn parsed_ref(tenant: &Tenant, e: &polity_model::ngsild::ParsedEntity) -> EntityRef {
+    let owner = e
+        .observations
+        .iter()
+        .find_map(polity_ingest::protect::owner_link);
+    EntityRef {
+        tenant: tenant.clone(),
+        id: e.id.as_str().to_owned(),
+        entity_type: e.entity_type.to_string(),
+        owner,
+    }
+}
+
+/// Whether the caller may write `e`, as written and, if it exists, as stored (so
+/// nobody takes over an entity by rewriting its owner).
+fn may_write(
+    view: &View<'_>,
+    tenant: &Tenant,
+    e: &polity_model::ngsild::ParsedEntity,
+    stored: Option<&(Arc<str>, Option<String>)>,
+) -> bool {
+    if view.on_all() {
+        return true;
+    }
+    let new = parsed_ref(tenant, e);
+    view.allows(&new)
+        && stored.is_none_or(|(ty, owner)| {
+            view.allows(&EntityRef {
+                entity_type: ty.to_string(),
+                owner: owner.clone(),
+                ..new.clone()
+            })
+        })
+}
+
 /// `POST /ngsi-ld/v1/entities`: create one entity; 409 if it exists.
 pub async fn create(
     State(st): State<ApiState>,
+    access: Access,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
@@ -549,6 +612,13 @@ pub async fn create(
         return Err(Problem::bad_data("no entity in the body"));
     };
     let id = entity.id.clone();
+    let view = View::new(&access, Action::EntityWrite, None);
+    if !may_write(&view, &tenant, &entity, None) {
+        return Err(Problem::forbidden(format!(
+            "`{}` may not create entity `{id}` in tenant `{tenant}`",
+            access.caller.actor()
+        )));
+    }
     // Check and commit under one lock so two concurrent creates of an id cannot both win.
     let _create = st.create_lock.lock().await;
     if existing(&st, &tenant, vec![id.clone()])
@@ -572,6 +642,7 @@ pub async fn create(
 /// existed, 207 with a BatchOperationResult when some entities were rejected.
 pub async fn batch_upsert(
     State(st): State<ApiState>,
+    access: Access,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
@@ -622,9 +693,21 @@ pub async fn batch_upsert(
     // An entity's type is fixed when it is created; an upsert naming another type is
     // refused for that entity rather than half-applied.
     let mut ok = Vec::with_capacity(parsed.len());
+    let view = View::new(&access, Action::EntityWrite, None);
     for e in parsed {
+        // Batch operations are authorized per entity: the entities the caller may not
+        // write fail alone, with 403, and the rest are committed.
+        if !may_write(&view, &tenant, &e, before.get(&e.id)) {
+            let p = Problem::forbidden(format!(
+                "`{}` may not write entity `{}` in tenant `{tenant}`",
+                access.caller.actor(),
+                e.id
+            ));
+            failed.push((Some(e.id.to_string()), p));
+            continue;
+        }
         match before.get(&e.id) {
-            Some(stored) if **stored != *e.entity_type => {
+            Some((stored, _)) if **stored != *e.entity_type => {
                 let p = Problem::bad_data(format!(
                     "entity `{}` exists with type `{}`; an upsert cannot change it to `{}`",
                     e.id,
@@ -652,6 +735,13 @@ pub async fn batch_upsert(
         .filter(|i| !before.contains_key(*i))
         .map(|i| i.to_string())
         .collect();
+    if ids.is_empty() && !failed.is_empty() && failed.iter().all(|(_, p)| p.status == 403) {
+        // Nothing was allowed: the caller may not write here at all.
+        return Err(Problem::forbidden(format!(
+            "`{}` may not write these entities in tenant `{tenant}`",
+            access.caller.actor()
+        )));
+    }
     if !failed.is_empty() {
         let errors: Vec<Value> = failed
             .into_iter()
@@ -695,6 +785,7 @@ pub struct TypeParams {
 /// `GET /ngsi-ld/v1/types`: an EntityTypeList, or EntityType details.
 pub async fn types(
     State(st): State<ApiState>,
+    access: Access,
     RawQuery(raw): RawQuery,
     p: Result<Query<TypeParams>, QueryRejection>,
     Read {
@@ -704,6 +795,12 @@ pub async fn types(
         explicit,
     }: Read,
 ) -> Result<Response, Problem> {
+    if !access.on_tenant(Action::TypesRead) {
+        return Err(Problem::forbidden(format!(
+            "`{}` may not list the types of tenant `{tenant}`",
+            access.caller.actor()
+        )));
+    }
     let p = params(p)?;
     request::known_params(raw.as_deref(), &["details"])?;
     require_tenant(&st, &tenant, explicit).await?;

@@ -7,6 +7,7 @@
 //! only through the ingest pipeline, so HTTP input gets the same group commit, counters
 //! and dead letters as every other source. It does not own storage or the pages.
 
+pub mod access;
 pub mod entities;
 pub mod problem;
 pub mod request;
@@ -15,13 +16,10 @@ pub mod temporal;
 
 use std::sync::{Arc, RwLock};
 
-use axum::{
-    Router,
-    routing::{get, post},
-};
 use polity_ingest::{IngestHandle, Metrics, SourceCounters, SourceKind};
 use polity_model::{Tenant, jsonld::ContextCache};
 use polity_store::Store;
+use polity_trust::{Action, Routes, Scope};
 
 pub use problem::{ErrorType, Problem};
 
@@ -68,6 +66,10 @@ pub struct ApiState {
     pub senml_source: Arc<SourceCounters>,
     /// Serializes entity creation (existence check and commit).
     pub create_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Opens personal values sealed at ingest with their owner's key. Default: none.
+    pub vault: Option<Arc<polity_privacy::CitizenVault>>,
+    /// Data subjects' consents, for applications' access to personal data. Default: none.
+    pub consents: Option<Arc<polity_consent::ConsentStore>>,
 }
 
 impl ApiState {
@@ -92,30 +94,61 @@ impl ApiState {
                 "POST /api/ingest/senml",
             ),
             create_lock: Arc::default(),
+            vault: None,
+            consents: None,
         }
     }
 }
 
-/// The NGSI-LD routes and the HTTP SenML source, ready to merge into a node's router.
-pub fn router(state: ApiState) -> Router {
+/// The NGSI-LD routes and the HTTP SenML source with the action guarding each, ready
+/// to merge into a node's routes and put behind its gate.
+pub fn routes(state: ApiState) -> Routes {
     let body_limit = axum::extract::DefaultBodyLimit::max(state.limits.max_body);
-    Router::new()
-        .route(
+    use Action::*;
+    Routes::new()
+        .get(
             "/ngsi-ld/v1/entities",
-            get(entities::query).post(entities::create),
+            EntityRead,
+            Scope::Tenant,
+            entities::query,
         )
-        .route("/ngsi-ld/v1/entities/{id}", get(entities::retrieve))
-        .route(
+        .post(
+            "/ngsi-ld/v1/entities",
+            EntityWrite,
+            Scope::Tenant,
+            entities::create,
+        )
+        .get(
+            "/ngsi-ld/v1/entities/{id}",
+            EntityRead,
+            Scope::Tenant,
+            entities::retrieve,
+        )
+        .post(
             "/ngsi-ld/v1/entityOperations/upsert",
-            post(entities::batch_upsert),
+            EntityWrite,
+            Scope::Tenant,
+            entities::batch_upsert,
         )
-        .route("/ngsi-ld/v1/types", get(entities::types))
-        .route(
+        .get(
+            "/ngsi-ld/v1/types",
+            TypesRead,
+            Scope::Tenant,
+            entities::types,
+        )
+        .get(
             "/ngsi-ld/v1/temporal/entities/{id}",
-            get(temporal::retrieve),
+            TemporalRead,
+            Scope::Tenant,
+            temporal::retrieve,
         )
-        .route("/api/ingest/senml", post(senml::ingest))
-        .layer(body_limit)
+        .post(
+            "/api/ingest/senml",
+            EntityWrite,
+            Scope::Tenant,
+            senml::ingest,
+        )
+        .map_router(|r| r.layer(body_limit))
         .with_state(state)
 }
 

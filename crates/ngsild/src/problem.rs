@@ -41,6 +41,8 @@ pub enum ErrorType {
     NotAcceptable,
     /// The node is overloaded or shutting down.
     ServiceUnavailable,
+    /// The caller's principal may not perform the operation (authorization).
+    Forbidden,
 }
 
 impl ErrorType {
@@ -66,6 +68,7 @@ impl ErrorType {
             | ErrorType::UnsupportedMediaType
             | ErrorType::NotAcceptable
             | ErrorType::ServiceUnavailable => "about:blank",
+            ErrorType::Forbidden => "urn:polity:problem:forbidden",
         }
     }
 
@@ -84,6 +87,7 @@ impl ErrorType {
             ErrorType::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorType::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorType::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            ErrorType::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -103,6 +107,7 @@ impl ErrorType {
             ErrorType::UnsupportedMediaType => "Unsupported media type",
             ErrorType::NotAcceptable => "Not acceptable",
             ErrorType::ServiceUnavailable => "Service unavailable",
+            ErrorType::Forbidden => "Forbidden",
         }
     }
 }
@@ -143,6 +148,19 @@ impl Problem {
     /// 400 BadRequestData.
     pub fn bad_data(detail: impl Into<String>) -> Self {
         Problem::new(ErrorType::BadRequestData, detail)
+    }
+
+    /// 403: the caller's principal may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Problem::new(ErrorType::Forbidden, detail)
+    }
+
+    /// 503: the audit log could not record an access, so the data is withheld.
+    pub fn audit_unavailable() -> Self {
+        Problem::new(
+            ErrorType::ServiceUnavailable,
+            "the audit log could not record this access to personal data, so it is withheld; retry later",
+        )
     }
 
     /// 404 ResourceNotFound.

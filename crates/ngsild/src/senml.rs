@@ -25,6 +25,7 @@ use crate::{
 /// `POST /api/ingest/senml`.
 pub async fn ingest(
     State(st): State<ApiState>,
+    access: polity_trust::Access,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
@@ -33,6 +34,13 @@ pub async fn ingest(
         return Err(Problem::bad_data(
             "SenML ingest needs an NGSILD-Tenant header naming the city",
         ));
+    }
+    // A pack may name any entity, so pushing one needs write access to the whole tenant.
+    if !access.on_tenant(polity_trust::Action::EntityWrite) {
+        return Err(Problem::forbidden(format!(
+            "`{}` may not push observations into tenant `{tenant}`",
+            access.caller.actor()
+        )));
     }
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -87,6 +87,7 @@ pub fn interval(p: &TemporalParams) -> Result<(Option<Timestamp>, Option<Timesta
 /// `GET /ngsi-ld/v1/temporal/entities/{id}`.
 pub async fn retrieve(
     State(st): State<ApiState>,
+    access: polity_trust::Access,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
     p: Result<Query<TemporalParams>, QueryRejection>,
@@ -173,11 +174,19 @@ pub async fn retrieve(
         Ok(Some((state, series)))
     })
     .await?;
-    let Some((state, series)) = found else {
+    let mut view = crate::access::View::reading(&access, polity_trust::Action::TemporalRead, &st);
+    let Some((state, mut series)) = found.filter(|(s, _)| view.sees(&tenant, s)) else {
         return Err(Problem::not_found(format!(
             "entity `{id}` does not exist in tenant `{tenant}`"
         )));
     };
+    // Personal instances go out only to those who may read the entity's personal data,
+    // opened with the owner's key; the release is audited.
+    let r = crate::access::entity_ref(&tenant, &state);
+    view.redact_attrs(&r, &mut series);
+    if !view.audit().await {
+        return Err(Problem::audit_unavailable());
+    }
     let opts = TemporalOptions {
         temporal_values,
         attrs: None,

@@ -130,6 +130,8 @@ async fn ingest(a: IngestArgs) -> anyhow::Result<()> {
             "mqtt" => {
                 cfg.broker = Some(BrokerSection {
                     listen: "127.0.0.1:0".parse()?,
+                    tls_listen: None,
+                    tls: None,
                 });
                 let c: config::Config = config::parse(
                     "bench",
@@ -148,6 +150,16 @@ async fn ingest(a: IngestArgs) -> anyhow::Result<()> {
         let mut tasks = Vec::new();
         match scenario {
             "http-ngsi-ld" | "http-senml" => {
+                // The load generator is the city's gateway application: a real token,
+                // verified and authorized on every request like any other client's.
+                let token = crate::trust::built_in_issuer(&cfg.node.data_dir)?.issue(
+                    &polity_identity::Principal::Application {
+                        client_id: "bench-gateway".into(),
+                        tenants: vec![polity_model::Tenant::new("bench")?],
+                    },
+                    crate::AUDIENCE,
+                    Duration::from_secs(3600),
+                )?;
                 let url = if scenario == "http-senml" {
                     format!("http://{}/api/ingest/senml", node.http)
                 } else {
@@ -156,6 +168,7 @@ async fn ingest(a: IngestArgs) -> anyhow::Result<()> {
                 for c in 0..a.clients.max(1) {
                     tasks.push(tokio::spawn(http_client(
                         url.clone(),
+                        token.clone(),
                         scenario == "http-senml",
                         c,
                         a.batch,
@@ -265,6 +278,7 @@ fn senml_body(client: usize, seq: u64, n: usize) -> Vec<u8> {
 
 async fn http_client(
     url: String,
+    token: String,
     senml: bool,
     client: usize,
     batch: usize,
@@ -283,6 +297,7 @@ async fn http_client(
         let t0 = Instant::now();
         let r = http
             .post(&url)
+            .bearer_auth(&token)
             .header("NGSILD-Tenant", "bench")
             .header("Content-Type", ct)
             .body(body)

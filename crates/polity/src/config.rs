@@ -27,11 +27,20 @@ pub struct Config {
     /// The cities this node serves, for `/api/cities` and the overview page.
     #[serde(default)]
     pub cities: Vec<CitySection>,
+    /// Who may call the node: token issuers and authorization policies.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// Privacy at ingest: where the pseudonymization and erasure keys live.
+    #[serde(default)]
+    pub privacy: PrivacySection,
     /// Sources by name. Default: none (the NGSI-LD HTTP API is always on). Read in a
     /// second pass by [`parse`], from the spanned document, so that errors inside a
     /// source point at the key (serde's internally tagged enums lose positions).
     #[serde(skip)]
     pub sources: BTreeMap<String, SourceSection>,
+    /// Set by `polity serve --insecure-no-auth`: no tokens, no policies.
+    #[serde(skip)]
+    pub insecure_no_auth: bool,
     /// The raw `[sources]` table of the first pass.
     #[serde(default, rename = "sources")]
     raw_sources: Option<toml::Table>,
@@ -57,6 +66,11 @@ pub struct NodeSection {
     /// Largest HTTP request body in bytes. Default 8388608 (8 MiB).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Serve HTTPS instead of HTTP: `tls = { cert = "cert.pem", key = "key.pem" }`,
+    /// plus `client_ca = "ca.pem"` for mutual TLS. Default: none (plain HTTP, with a
+    /// loud warning on a non-loopback address).
+    #[serde(default)]
+    pub tls: Option<polity_tls::TlsSection>,
 }
 
 impl Default for NodeSection {
@@ -67,6 +81,7 @@ impl Default for NodeSection {
             data_dir: default_data_dir(),
             default_tenant: default_tenant(),
             max_body_bytes: default_max_body(),
+            tls: None,
         }
     }
 }
@@ -123,10 +138,118 @@ pub struct BrokerSection {
     /// broker such as Mosquitto). Overridden by `--mqtt-listen`.
     #[serde(default = "default_mqtt")]
     pub listen: SocketAddr,
+    /// Also accept MQTT over TLS on this address (devices use it; the plain listener
+    /// can then stay on loopback). Needs `tls`. Default: none.
+    #[serde(default)]
+    pub tls_listen: Option<SocketAddr>,
+    /// Certificate and key of the MQTT-over-TLS listener. Default: none.
+    #[serde(default)]
+    pub tls: Option<polity_tls::TlsSection>,
 }
 
 fn default_mqtt() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 1884))
+}
+
+/// `[auth]`: authentication and authorization. Every route needs a token unless its
+/// policy lets anonymous callers in (only `/health` and the sign-in page do, by default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Trust the node's own built-in issuer (keys in `<data_dir>/identity`, tokens from
+    /// `polity token`). Default `true`; set `false` when every token comes from the
+    /// issuers below.
+    #[serde(default = "yes")]
+    pub built_in_issuer: bool,
+    /// The audience (`aud`) tokens must name for this node. Default `"polity"`.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// A directory of Cedar policy files (`*.cedar`) replacing the built-in policies.
+    /// Checked against the Cedar schema by `polity validate` and at start-up.
+    /// Default: the built-in policies (see docs/SECURITY.md).
+    #[serde(default)]
+    pub policies: Option<PathBuf>,
+    /// Trusted external issuers: one per city, plus a national one. Default: none.
+    #[serde(default)]
+    pub issuers: Vec<IssuerSection>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            built_in_issuer: true,
+            audience: default_audience(),
+            policies: None,
+            issuers: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_audience() -> String {
+    "polity".into()
+}
+
+/// `[[auth.issuers]]`: one trusted OpenID Connect / OAuth 2.0 issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSection {
+    /// The issuer URL, compared exactly with the token's `iss`. Required.
+    pub url: String,
+    /// The issuer's JWK Set file (RFC 7517). It is re-read when it changes, so keys
+    /// rotate without a restart. Required.
+    pub jwks_file: PathBuf,
+    /// The cities this issuer vouches for. Empty: a national issuer, which may issue
+    /// any principal. Default: empty.
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+    /// The audience for this issuer's tokens. Default: `[auth] audience`.
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+/// `[privacy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySection {
+    /// Where pseudonymization and per-citizen erasure keys live. It must not be inside
+    /// the data directory (or contain it), so that data backups never hold keys.
+    /// Default: `<data_dir>-keys`, beside the data directory.
+    #[serde(default)]
+    pub key_dir: Option<PathBuf>,
+    /// The privacy notice consent records and receipts point to. Default
+    /// `https://example.invalid/privacy`: set it to the city's published notice.
+    #[serde(default = "default_policy_url")]
+    pub policy_url: String,
+}
+
+fn default_policy_url() -> String {
+    "https://example.invalid/privacy".into()
+}
+
+impl Default for PrivacySection {
+    fn default() -> Self {
+        PrivacySection {
+            key_dir: None,
+            policy_url: default_policy_url(),
+        }
+    }
+}
+
+impl PrivacySection {
+    /// The key directory for a node whose data lives in `data_dir`.
+    pub fn key_dir(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.key_dir.clone().unwrap_or_else(|| {
+            let mut name = data_dir
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_else(|| "polity-data".into());
+            name.push("-keys");
+            data_dir.with_file_name(name)
+        })
+    }
 }
 
 /// `[[cities]]`: a city served by this node.

@@ -6,6 +6,7 @@
 mod bench;
 mod config;
 mod node;
+mod trust;
 mod up;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
@@ -42,10 +43,19 @@ enum Command {
     Audit(AuditCommand),
     /// Print a bearer token from the node's built-in issuer (for the embedded demo).
     Token(TokenArgs),
+    /// Manage pseudonymization keys (per city and purpose, apart from the data).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// List every route the node serves, with the action and scope that guard it
+    /// (read from the router itself, by starting a throwaway node).
+    Routes {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-/// The built-in issuer's URL (`iss`) and the audience its tokens are for.
-pub const BUILT_IN_ISSUER: &str = "urn:polity:issuer:built-in";
+pub use trust::BUILT_IN_ISSUER;
 /// The audience of tokens for a Polity node.
 pub const AUDIENCE: &str = "polity";
 
@@ -61,6 +71,24 @@ struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600, value_name = "SECS")]
     ttl: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Start a new key version for one city and purpose: new pseudonyms use it, old
+    /// ones stay matchable until the old version is retired. Run it while the node is
+    /// stopped, or restart the node afterwards (keys are cached).
+    Rotate {
+        /// The key directory (`[privacy] key_dir`, default `<data_dir>-keys`).
+        #[arg(long, value_name = "DIR")]
+        key_dir: PathBuf,
+        /// The city.
+        #[arg(long)]
+        tenant: String,
+        /// The purpose: subject, billing, mobility, presence, …
+        #[arg(long)]
+        purpose: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +131,10 @@ struct ServeArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     flags: NodeFlags,
+    /// Serve without authentication or authorization, for conformance test suites.
+    /// Refused unless the HTTP address is a loopback address.
+    #[arg(long)]
+    insecure_no_auth: bool,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +164,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(a) => validate(&a.files),
         Command::Token(a) => token(&a),
+        Command::Keys(KeysCommand::Rotate {
+            key_dir,
+            tenant,
+            purpose,
+        }) => rotate_key(&key_dir, &tenant, &purpose),
         Command::Audit(AuditCommand::Verify {
             data_dir,
             public_key,
@@ -146,7 +183,11 @@ fn main() -> ExitCode {
                         Command::Up(a) => up::run(a).await,
                         Command::Serve(a) => serve(a).await,
                         Command::Bench(b) => bench::run(b).await,
-                        Command::Validate(_) | Command::Audit(_) | Command::Token(_) => {
+                        Command::Routes { json } => routes(json).await,
+                        Command::Validate(_)
+                        | Command::Audit(_)
+                        | Command::Token(_)
+                        | Command::Keys(_) => {
                             unreachable!("handled above")
                         }
                     }
@@ -174,12 +215,38 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
                 continue;
             }
         };
+        // A Cedar policy file is checked on its own against the schema.
+        if f.extension().is_some_and(|e| e == "cedar") {
+            match polity_authz::validate_source(&name, &text) {
+                Ok(s) => println!("{name}: ok ({} policies)", s.policies()),
+                Err(diags) => {
+                    for d in diags {
+                        eprintln!("{d}");
+                    }
+                    bad += 1;
+                }
+            }
+            continue;
+        }
         match config::parse(&name, &text) {
-            Ok(cfg) => println!(
-                "{name}: ok ({} sources, {} cities)",
-                cfg.sources.len(),
-                cfg.cities.len()
-            ),
+            Ok(cfg) => {
+                // The policies a config names are checked as the node would load them.
+                // (Relative to the working directory, as `serve` reads it.)
+                if let Some(dir) = &cfg.auth.policies
+                    && let Err(diags) = polity_authz::validate_dir(dir)
+                {
+                    for d in diags {
+                        eprintln!("{d}");
+                    }
+                    bad += 1;
+                    continue;
+                }
+                println!(
+                    "{name}: ok ({} sources, {} cities)",
+                    cfg.sources.len(),
+                    cfg.cities.len()
+                )
+            }
             Err(e) => {
                 eprintln!("{e}");
                 bad += 1;
@@ -201,6 +268,16 @@ fn token(a: &TokenArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the built-in issuer in {}", a.data_dir.display()))?;
     let jwt = issuer.issue(&principal, AUDIENCE, std::time::Duration::from_secs(a.ttl))?;
     println!("{jwt}");
+    Ok(())
+}
+
+fn rotate_key(dir: &std::path::Path, tenant: &str, purpose: &str) -> anyhow::Result<()> {
+    let tenant = polity_model::Tenant::new(tenant)?;
+    let keys = polity_privacy::KeyDir::open(dir)
+        .with_context(|| format!("opening the key directory {}", dir.display()))?;
+    let p = polity_privacy::Pseudonymizer::new(keys);
+    let v = p.rotate(&tenant, purpose)?;
+    println!("{tenant}/{purpose}: now at key version {v}");
     Ok(())
 }
 
@@ -245,7 +322,11 @@ pub fn apply_flags(cfg: &mut config::Config, flags: &NodeFlags) {
     }
     if let Some(m) = flags.mqtt_listen {
         cfg.broker
-            .get_or_insert(config::BrokerSection { listen: m })
+            .get_or_insert(config::BrokerSection {
+                listen: m,
+                tls_listen: None,
+                tls: None,
+            })
             .listen = m;
     }
     if let Some(c) = flags.coap_listen {
@@ -255,6 +336,49 @@ pub fn apply_flags(cfg: &mut config::Config, flags: &NodeFlags) {
             }
         }
     }
+}
+
+async fn routes(json: bool) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("polity-routes-{}", std::process::id()));
+    let mut cfg = config::Config::default();
+    cfg.node.http = SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.node.data_dir = dir.join("data");
+    let node = node::start(&cfg, &node::FlagNames::config(), &node::Progress::new(true)).await;
+    let table = match node {
+        Ok(n) => {
+            let t = n.routes.clone();
+            n.stop().await;
+            Ok(t)
+        }
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let table = table?;
+    if json {
+        let rows: Vec<_> = table
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "method": r.method,
+                    "path": r.path,
+                    "action": r.action.name(),
+                    "scope": format!("{:?}", r.scope).to_lowercase(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        for r in &table {
+            println!(
+                "{:<7} {:<40} {:<16} {:?}",
+                r.method,
+                r.path,
+                r.action.name(),
+                r.scope
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
@@ -267,6 +391,19 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         None => config::Config::default(),
     };
     apply_flags(&mut cfg, &a.flags);
+    if a.insecure_no_auth {
+        anyhow::ensure!(
+            cfg.node.http.ip().is_loopback(),
+            "--insecure-no-auth serves everything to anyone, so it only listens on a loopback address; {} is not one (use --http 127.0.0.1:PORT)",
+            cfg.node.http
+        );
+        cfg.insecure_no_auth = true;
+        eprintln!(
+            "WARNING: --insecure-no-auth: no tokens are checked and every request may read and write every tenant. Use it only for conformance testing."
+        );
+    } else if cfg.node.tls.is_none() {
+        polity_tls::warn_if_plaintext(cfg.node.http, "the HTTP API (configure [node] tls)");
+    }
     println!("Starting Polity node `{}`", cfg.node.name);
     let progress = node::Progress::new(false);
     let node = node::start(&cfg, &node::FlagNames::config(), &progress).await?;

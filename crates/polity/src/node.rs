@@ -81,11 +81,19 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Committed batches, for in-process sinks.
     pub bus: Bus,
+    /// The gate every request passes.
+    pub gate: polity_trust::Gate,
+    /// The route table behind the gate (for coverage tests).
+    pub routes: Vec<polity_trust::RouteSpec>,
+    /// The audit writer.
+    pub audit: polity_audit::AuditWriter,
+    audit_thread: Option<polity_audit::writer::WriterHandle>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
     writer: Option<Writer>,
     _broker: Option<EmbeddedBroker>,
+    _mqtt_tls: Option<polity_tls::MqttTlsFront>,
 }
 
 fn bind_error(e: std::io::Error, addr: SocketAddr, flag: &str) -> anyhow::Error {
@@ -113,7 +121,21 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         "storage ready in {} (embedded, fjall)",
         dir.display()
     ));
+    let mut trust = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || crate::trust::TrustLayer::open(&cfg)).await??
+    };
+    if trust.enforcing {
+        progress.step("trust layer ready (tokens required, Cedar policies, audit log)");
+    }
 
+    // Owners of stored entities, so values arriving later are sealed with their key.
+    let owners = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || known_owners(&*store))
+            .await?
+            .context("reading entity owners from the store")?
+    };
     let metrics = Metrics::new();
     let bus = Bus::default();
     let opts = PipelineOptions {
@@ -124,7 +146,10 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         store.clone(),
         bus.clone(),
         metrics.clone(),
-        Normalizer::new(),
+        Normalizer::new().with_protector(
+            polity_ingest::protect::Protector::new(trust.pseudonyms.clone())
+                .with_vault(trust.vault.clone(), owners),
+        ),
         opts,
     )
     .context("starting the writer thread")?;
@@ -152,6 +177,28 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         None => None,
     };
     let mqtt = broker.as_ref().map(|b| b.local_addr());
+    // MQTT over TLS: a rustls front that terminates TLS and pipes to the broker.
+    let mqtt_tls = match (&cfg.broker, &broker) {
+        (Some(b), Some(running)) => match (&b.tls_listen, &b.tls) {
+            (Some(listen), Some(tls)) => {
+                let sc = polity_tls::mqtt_server_config(tls)
+                    .context("the MQTT-over-TLS certificate ([broker] tls)")?;
+                let front = polity_tls::MqttTlsFront::start(*listen, running.local_addr(), sc)
+                    .await
+                    .context("starting the MQTT-over-TLS listener ([broker] tls_listen)")?;
+                progress.step(format_args!(
+                    "MQTT over TLS listening on {}",
+                    front.local_addr()
+                ));
+                Some(front)
+            }
+            (Some(_), None) => {
+                anyhow::bail!("[broker] tls_listen needs [broker] tls = {{ cert, key }}")
+            }
+            _ => None,
+        },
+        _ => None,
+    };
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -226,6 +273,8 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
     }
 
     let mut api = polity_ngsild::ApiState::new(store.clone(), ingest.clone(), &metrics);
+    api.vault = Some(trust.vault.clone());
+    api.consents = Some(trust.consents.clone());
     api.default_tenant = cfg.node.default_tenant.clone();
     api.limits.max_body = cfg.node.max_body_bytes;
     let rates = Arc::new(Rates::default());
@@ -243,6 +292,7 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
                 .unwrap_or_else(|| describe_feed(cfg, &c.sources)),
         })
         .collect();
+    let gate_counters = Arc::new(polity_trust::GateCounters::default());
     let web = WebState {
         store: store.clone(),
         metrics: metrics.clone(),
@@ -250,22 +300,78 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         rates,
         node_name: cfg.node.name.clone(),
         links: Arc::new(links),
+        gate: gate_counters.clone(),
         shutdown: shutdown_rx.clone(),
     };
-    let app = polity_ngsild::router(api)
-        .merge(polity_web::router(web))
-        .method_not_allowed_fallback(polity_ngsild::method_not_allowed)
-        .fallback(polity_ngsild::not_found);
+    let (router, routes) = polity_ngsild::routes(api)
+        .merge(polity_web::routes(web))
+        .merge(polity_trust::session::routes())
+        .merge(polity_trust::me::routes(trust.audit.clone()))
+        .merge(polity_national::routes(polity_national::NationalState {
+            store: store.clone(),
+            vault: trust.vault.clone(),
+            aggregator: trust.aggregator.clone(),
+        }))
+        .merge(polity_portal::routes(polity_portal::PortalState {
+            store: store.clone(),
+            audit: trust.audit.clone(),
+            consents: trust.consents.clone(),
+            vault: trust.vault.clone(),
+            controllers: Arc::new(
+                cfg.cities
+                    .iter()
+                    .map(|c| (c.tenant.clone(), format!("City of {}", c.name)))
+                    .collect(),
+            ),
+            policy_url: cfg.privacy.policy_url.clone(),
+        }))
+        .into_parts();
+    let gate = match trust.verifier.take() {
+        Some(v) => polity_trust::Gate::new(
+            v,
+            trust.authorizer.clone(),
+            cfg.node.default_tenant.clone(),
+            &routes,
+        ),
+        None => polity_trust::Gate::insecure_no_auth(cfg.node.default_tenant.clone(), &routes),
+    }
+    .with_counters(gate_counters)
+    .with_audit(Arc::new(trust.audit.clone()))
+    .with_pseudonyms(Arc::new(crate::trust::SubjectKeys(
+        trust.pseudonyms.clone(),
+    )));
+    if let Some(t) = trust.spawn_key_watch(cfg, gate.clone(), shutdown_rx.clone()) {
+        tasks.push(t);
+    }
+    let app = gate.protect(
+        router
+            .method_not_allowed_fallback(polity_ngsild::method_not_allowed)
+            .fallback(polity_ngsild::not_found),
+    );
     let mut rx = shutdown_rx.clone();
-    let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server stopped");
+    let (server, scheme) = match &cfg.node.tls {
+        Some(tls) => {
+            let sc =
+                polity_tls::server_config(tls).context("the HTTPS certificate ([node] tls)")?;
+            let rx = shutdown_rx.clone();
+            (
+                tokio::spawn(polity_tls::serve_https(listener, app, sc, rx)),
+                "https",
+            )
         }
-    });
-    progress.step(format_args!("NGSI-LD API and pages on http://{http}"));
+        None => (
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "HTTP server stopped");
+                }
+            }),
+            "http",
+        ),
+    };
+    progress.step(format_args!("NGSI-LD API and pages on {scheme}://{http}"));
 
     Ok(Node {
         http,
@@ -274,12 +380,32 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         ingest,
         metrics,
         bus,
+        gate,
+        routes,
+        audit: trust.audit,
+        audit_thread: Some(trust.audit_thread),
         shutdown,
         server,
         tasks,
         writer: Some(writer),
         _broker: broker,
+        _mqtt_tls: mqtt_tls,
     })
+}
+
+/// Every stored entity's owner link: (tenant, entity, owner pseudonym).
+fn known_owners(
+    store: &dyn Store,
+) -> Result<Vec<(polity_model::Tenant, polity_model::EntityId, String)>, polity_store::StoreError> {
+    let mut out = Vec::new();
+    for t in store.tenants()? {
+        for e in store.entities(&t, &polity_store::EntityQuery::all(None))? {
+            if let Some(o) = polity_ngsild::access::owner_of(&e) {
+                out.push((t.clone(), e.id.clone(), o));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn describe_feed(cfg: &Config, sources: &[String]) -> String {
@@ -317,6 +443,20 @@ impl Node {
             let _ = t.await;
         }
         drop(self.ingest);
+        // The audit writer drains, publishes a final signed head and stops once the
+        // last handle (the gate's, dropped with the server) is gone.
+        drop(self.audit);
+        drop(self.gate);
+        if let Some(h) = self.audit_thread.take() {
+            let join = tokio::task::spawn_blocking(move || h.join());
+            match tokio::time::timeout(Duration::from_secs(10), join).await {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err(e))) => {
+                    tracing::error!(error = %e, "the audit writer stopped with an error")
+                }
+                _ => tracing::warn!("the audit writer did not stop within 10 s"),
+            }
+        }
         // The writer drains what was accepted, then stops once every handle is gone.
         if let Some(w) = self.writer.take() {
             let join = tokio::task::spawn_blocking(move || w.join());

@@ -81,11 +81,25 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         mqtt: node.mqtt.context("the demo's MQTT broker did not start")?,
         http: format!("http://{}", node.http),
     };
+    // The demo's issuer mints the tokens the demo itself needs: the Sydney gateway's
+    // (an application allowed to write Sydney) and the sign-in link printed below.
+    let issuer = crate::trust::built_in_issuer(&cfg.node.data_dir)?;
+    let day = Duration::from_secs(24 * 3600);
+    let gateway = polity_identity::Principal::Application {
+        client_id: "sydney-gateway".into(),
+        tenants: vec![polity_model::Tenant::new("sydney")?],
+    };
     let opts = SendOptions {
         report_interval: Duration::from_secs_f64(a.report_interval),
         backfill_hours: a.backfill_hours.max(0.0),
+        http_token: Some(issuer.issue(&gateway, crate::AUDIENCE, day)?),
         ..SendOptions::default()
     };
+    let sign_in = issuer.issue(
+        &polity_identity::Principal::Operator,
+        crate::AUDIENCE,
+        Duration::from_secs(12 * 3600),
+    )?;
     let (stop_devices, devices_rx) = watch::channel(false);
     let mut senders = Vec::new();
     for city in spec.build() {
@@ -103,6 +117,8 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let http = node.http;
     println!();
     println!("Polity demo nation is running.");
+    println!("  Sign in         http://{http}/login#{sign_in}");
+    println!("                  (as the national operator, for 12 h; every route needs a token)");
     println!("  Overview        http://{http}/");
     println!(
         "  NGSI-LD API     http://{http}/ngsi-ld/v1/entities?type=AirQualityObserved   (header NGSILD-Tenant: adelaide | melbourne | sydney)"
@@ -122,6 +138,16 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         endpoints.http
     );
     println!("  Data            {}", cfg.node.data_dir.display());
+    println!(
+        "  A token         polity token --data-dir {} --as city-admin:adelaide",
+        cfg.node.data_dir.display()
+    );
+    println!(
+        "  Principals      operator · security-analyst · city-admin:CITY · city-analyst:CITY · app:CLIENT:CITY · citizen:CITY:ID"
+    );
+    println!(
+        "  Call the API    curl -H \"Authorization: Bearer $TOKEN\" -H 'NGSILD-Tenant: adelaide' 'http://{http}/ngsi-ld/v1/entities?type=AirQualityObserved'"
+    );
     println!("Press Ctrl-C to stop.");
 
     wait_for_stop().await;

@@ -102,6 +102,18 @@ pub struct EntityQuery {
     pub limit: usize,
 }
 
+impl EntityQuery {
+    /// Every entity of the tenant, or of one type (`Some` expanded IRI).
+    pub fn all(entity_type: Option<Arc<str>>) -> Self {
+        EntityQuery {
+            entity_type,
+            ids: None,
+            after: None,
+            limit: usize::MAX,
+        }
+    }
+}
+
 /// Current entity state, per tenant.
 pub trait EntityStore: Send + Sync {
     /// One entity's state, or `None` if the tenant has no such entity.

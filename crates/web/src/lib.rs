@@ -11,10 +11,10 @@ pub mod rates;
 
 use std::sync::Arc;
 
-use axum::{Router, routing::get};
 use polity_ingest::Metrics;
 use polity_model::Tenant;
 use polity_store::Store;
+use polity_trust::{Action, Routes, Scope};
 use serde::Serialize;
 
 pub use rates::Rates;
@@ -48,19 +48,27 @@ pub struct WebState {
     /// Sources that hold a connection (MQTT subscriptions), by name, with whether they
     /// are connected and subscribed right now; `/health` reports them.
     pub links: Arc<Vec<(String, Arc<std::sync::atomic::AtomicBool>)>>,
+    /// The gate's counters (authentication and authorization answers).
+    pub gate: Arc<polity_trust::GateCounters>,
     /// Turns true when the node shuts down; live streams end then.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-/// The pages, `/health`, `/metrics` and `/api/cities`.
-pub fn router(state: WebState) -> Router {
-    Router::new()
-        .route("/", get(overview::page))
-        .route("/api/overview", get(overview::json))
-        .route("/api/overview/stream", get(overview::stream))
-        .route("/api/cities", get(overview::cities))
-        .route("/health", get(overview::health))
-        .route("/metrics", get(overview::metrics))
+/// The pages, `/health`, `/metrics` and `/api/cities`, with the action guarding each.
+pub fn routes(state: WebState) -> Routes {
+    use Action::*;
+    Routes::new()
+        .get("/", OverviewRead, Scope::Node, overview::page)
+        .get("/api/overview", OverviewRead, Scope::Node, overview::json)
+        .get(
+            "/api/overview/stream",
+            OverviewRead,
+            Scope::Node,
+            overview::stream,
+        )
+        .get("/api/cities", OverviewRead, Scope::Node, overview::cities)
+        .get("/health", HealthRead, Scope::Node, overview::health)
+        .get("/metrics", MetricsRead, Scope::Node, overview::metrics)
         .with_state(state)
 }
 

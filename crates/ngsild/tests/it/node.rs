@@ -61,7 +61,11 @@ impl Node {
         .expect("pipeline starts");
         let mut state = ApiState::new(store.clone(), ingest, &metrics);
         configure(&mut state);
-        let app = polity_ngsild::router(state);
+        // The protocol tests run with authorization off, as `--insecure-no-auth` does;
+        // authorization is tested through the binary with real policies.
+        let default_tenant = state.default_tenant.clone();
+        let (router, table) = polity_ngsild::routes(state).into_parts();
+        let app = polity_trust::Gate::insecure_no_auth(default_tenant, &table).protect(router);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");

@@ -145,6 +145,8 @@ fn help_works_for_every_command() {
         &["bench", "ingest", "--help"],
         &["audit", "verify", "--help"],
         &["token", "--help"],
+        &["routes", "--help"],
+        &["keys", "rotate", "--help"],
     ] {
         let o = run(args);
         assert!(o.status.success(), "polity {args:?}: {}", text(&o));
@@ -228,4 +230,93 @@ fn token_prints_a_verifiable_bearer_token() {
     let o = run(&["token", "--data-dir", data, "--as", "mayor:adelaide"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("--as mayor:adelaide"), "{}", text(&o));
+}
+
+/// `--insecure-no-auth` exists for conformance suites only: it refuses a non-loopback
+/// address before anything starts.
+#[test]
+fn insecure_no_auth_refuses_non_loopback_addresses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let o = run(&[
+        "serve",
+        "--insecure-no-auth",
+        "--http",
+        "0.0.0.0:0",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("loopback"), "{}", text(&o));
+    assert!(!data.join("audit").exists(), "the node started anyway");
+}
+
+/// Cedar policy files are checked against the schema with positions.
+#[test]
+fn validate_checks_policy_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("good.cedar");
+    std::fs::write(
+        &good,
+        "@id(\"ops-metrics\")\npermit (principal is Polity::Operator, action == Polity::Action::\"metrics.read\", resource is Polity::Node);\n",
+    )
+    .expect("write");
+    let o = run(&["validate", good.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let bad = dir.path().join("bad.cedar");
+    std::fs::write(
+        &bad,
+        "@id(\"typo\")\npermit (principal is Polity::CityAdmin, action == Polity::Action::\"entity.read\", resource is Polity::Tenant)\nwhen { resource.nmae == principal.tenant };\n",
+    )
+    .expect("write");
+    let o = run(&["validate", bad.to_str().expect("utf-8")]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.cedar:3:"), "no file:line:col in {err}");
+}
+
+/// Pseudonymization keys rotate from the command line; new pseudonyms use the new key.
+#[test]
+fn keys_rotate_adds_a_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    let k = keys.to_str().expect("utf-8");
+    let first = run(&[
+        "keys",
+        "rotate",
+        "--key-dir",
+        k,
+        "--tenant",
+        "adelaide",
+        "--purpose",
+        "billing",
+    ]);
+    assert!(first.status.success(), "{}", text(&first));
+    let second = run(&[
+        "keys",
+        "rotate",
+        "--key-dir",
+        k,
+        "--tenant",
+        "adelaide",
+        "--purpose",
+        "billing",
+    ]);
+    assert!(second.status.success(), "{}", text(&second));
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        out.contains("version 2") || out.contains("version 3"),
+        "{out}"
+    );
+    let bad = run(&[
+        "keys",
+        "rotate",
+        "--key-dir",
+        k,
+        "--tenant",
+        "adelaide",
+        "--purpose",
+        "../etc",
+    ]);
+    assert!(!bad.status.success(), "{}", text(&bad));
 }

@@ -189,7 +189,48 @@ pub fn free_udp_port() -> u16 {
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client")
+}
+
+/// A bearer token for `principal` from the built-in issuer of the node whose data
+/// lives in `data_dir`, minted by the real `polity token` command.
+pub fn token(data_dir: &Path, principal: &str) -> String {
+    let o = Command::new(POLITY)
+        .args(["token", "--data-dir"])
+        .arg(data_dir)
+        .args(["--as", principal, "--ttl", "7200"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run polity token");
+    assert!(
+        o.status.success(),
+        "polity token --as {principal} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout)
+        .expect("utf-8 token")
+        .trim()
+        .to_owned()
+}
+
+/// An HTTP client for loopback that acts as `principal` of the node whose data lives in
+/// `data_dir` (its token in every request's Authorization header).
+pub fn client_as(data_dir: &Path, principal: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token(data_dir, principal))
+            .parse()
+            .expect("header value"),
+    );
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .default_headers(h)
         .build()
         .expect("HTTP client")
 }

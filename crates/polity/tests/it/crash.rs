@@ -22,9 +22,7 @@ use polity_model::{Pack, Record, Timestamp};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::common::{
-    CoapClient, ServeNode, free_udp_port, get_json, http_client, is_changed, serve,
-};
+use crate::common::{CoapClient, ServeNode, client_as, free_udp_port, get_json, is_changed, serve};
 
 /// Entities each writer writes in every request (one observation each).
 const ENTITIES: usize = 8;
@@ -84,8 +82,12 @@ tenant = "{TENANT}"
     )
 }
 
-async fn http_writer(base: String, prefix: String, stop: Arc<AtomicBool>) -> Writer {
-    let http = http_client();
+async fn http_writer(
+    http: reqwest::Client,
+    base: String,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+) -> Writer {
     let url = format!("{base}/ngsi-ld/v1/entityOperations/upsert");
     let mut w = Writer {
         path: Path_::Http,
@@ -181,11 +183,10 @@ async fn coap_writer(addr: std::net::SocketAddr, prefix: String, stop: Arc<Atomi
 
 /// Checks every acknowledged observation of `w` on the node at `base`; returns how many
 /// observations were checked.
-async fn verify(base: String, w: Arc<Writer>) -> usize {
+async fn verify(http: reqwest::Client, base: String, w: Arc<Writer>) -> usize {
     if w.acked.is_empty() {
         return 0;
     }
-    let http = http_client();
     let newest = *w.acked.iter().max().expect("not empty");
     let mut checked = 0;
     for i in 0..ENTITIES {
@@ -259,13 +260,23 @@ async fn kill_9_loses_no_acknowledged_observation() {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut node: ServeNode = serve(&config(dir.path()), dir.path(), "crash-0").await;
+    // A gateway application that may write and read the tenant.
+    let http = client_as(
+        &dir.path().join("data"),
+        &format!("app:crash-test:{TENANT}"),
+    );
     let mut writers: Vec<Arc<Writer>> = Vec::new();
     for round in 0..ROUNDS {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = JoinSet::new();
         for k in 0..HTTP_WRITERS {
             let prefix = format!("urn:ngsi-ld:Meter:w{}-", round * 10 + k);
-            tasks.spawn(http_writer(node.base.clone(), prefix, stop.clone()));
+            tasks.spawn(http_writer(
+                http.clone(),
+                node.base.clone(),
+                prefix,
+                stop.clone(),
+            ));
         }
         let coap_addr = node.coap.expect("the CoAP source address");
         for k in 0..COAP_WRITERS {
@@ -326,7 +337,7 @@ async fn kill_9_loses_no_acknowledged_observation() {
         .await;
         let mut checks = JoinSet::new();
         for w in &writers {
-            checks.spawn(verify(node.base.clone(), w.clone()));
+            checks.spawn(verify(http.clone(), node.base.clone(), w.clone()));
         }
         let mut checked = 0;
         while let Some(n) = checks.join_next().await {

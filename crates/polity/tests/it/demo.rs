@@ -8,7 +8,7 @@ use polity_model::Timestamp;
 use serde_json::Value;
 
 use crate::common::{
-    Proc, addr_after, free_tcp_port, free_udp_port, get_json, http_client, metric, metrics,
+    Proc, addr_after, client_as, free_tcp_port, free_udp_port, get_json, metric, metrics,
     wait_healthy,
 };
 
@@ -113,7 +113,10 @@ async fn up_serves_the_demo_within_30_s() {
     // The listeners are where the flags put them.
     assert_eq!(addr_after(&out, "-> mqtt://").to_string(), mqtt, "{out}");
     assert_eq!(addr_after(&out, "-> udp://").to_string(), coap, "{out}");
-    let http = http_client();
+    // Every route needs a token; read as the national operator (public data of every
+    // city, the pages and the metrics).
+    assert!(out.contains("/login#"), "up prints a sign-in link: {out}");
+    let http = client_as(std::path::Path::new(data), "operator");
     wait_healthy(&mut proc, &http, &base, deadline).await;
     let healthy = spawned.elapsed();
     // /health reports the Melbourne subscription, which start-up waited for.
@@ -299,7 +302,7 @@ tenant = "nowhere"
         free_tcp_port(),
     );
     let node = crate::common::serve(&config, dir.path(), "broker-down").await;
-    let http = http_client();
+    let http = client_as(&dir.path().join("data"), "operator");
     let (status, health) = get_json(&http, &format!("{}/health", node.base), "nowhere").await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["status"], "degraded", "{health}");
@@ -376,7 +379,7 @@ async fn sigterm_stops_up_promptly_with_a_live_page_open() {
         .await;
     let base = format!("http://{}", addr_after(&out, "Overview        http://"));
     // Hold the live stream open, reading its first event.
-    let mut stream = http_client()
+    let mut stream = client_as(&data, "operator")
         .get(format!("{base}/api/overview/stream"))
         .send()
         .await

@@ -16,7 +16,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
 use crate::common::{
-    CoapClient, free_tcp_port, free_udp_port, get_json, http_client, metric, metrics, serve,
+    CoapClient, client_as, free_tcp_port, free_udp_port, get_json, metric, metrics, serve,
 };
 
 const TENANT: &str = "bad";
@@ -173,7 +173,10 @@ format = "json"
     );
     let node = serve(&config, dir.path(), "malformed").await;
     let base = node.base.clone();
-    let http = http_client();
+    // The city's gateway writes and reads; the operator reads the metrics.
+    let data = dir.path().join("data");
+    let http = client_as(&data, &format!("app:gateway:{TENANT}"));
+    let ops = client_as(&data, "operator");
     let end = Instant::now() + Duration::from_secs(20);
 
     // MQTT: wait until the source is subscribed (a warm-up message gets through).
@@ -199,7 +202,7 @@ format = "json"
         );
     }
 
-    let before = metrics(&http, &base).await;
+    let before = metrics(&ops, &base).await;
     let upsert = format!("{base}/ngsi-ld/v1/entityOperations/upsert");
     let create = format!("{base}/ngsi-ld/v1/entities");
     let mut goods: Vec<(String, u32)> = Vec::new();
@@ -328,7 +331,7 @@ format = "json"
     // Each rejected message was counted as a dead letter of its source.
     let expect = [("http-ngsi-ld", http_bad), ("c", coap_bad), ("m", mqtt_bad)];
     let after = loop {
-        let after = metrics(&http, &base).await;
+        let after = metrics(&ops, &base).await;
         let done = expect
             .iter()
             .all(|(s, n)| dead_letters(&after, s) - dead_letters(&before, s) >= *n);

@@ -57,12 +57,14 @@ pub async fn http_sender(
                 .collect();
             let body = serde_json::to_vec(&body).unwrap_or_default();
             let n = batch.len() as u64;
-            let req = client
+            let mut req = client
                 .post(&url)
                 .header("NGSILD-Tenant", &tenant)
-                .header("Content-Type", "application/json")
-                .body(body)
-                .send();
+                .header("Content-Type", "application/json");
+            if let Some(t) = &opts.http_token {
+                req = req.bearer_auth(t);
+            }
+            let req = req.body(body).send();
             let res = tokio::select! {
                 _ = stopped(&mut shutdown) => break 'run,
                 res = req => res,

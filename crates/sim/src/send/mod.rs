@@ -57,6 +57,9 @@ pub struct SendOptions {
     pub queue_limit: usize,
     /// How often the scheduler wakes. Default 100 ms.
     pub tick: Duration,
+    /// Bearer token for the NGSI-LD API (an application principal allowed to write
+    /// the city's tenant). Default: none.
+    pub http_token: Option<String>,
 }
 
 impl Default for SendOptions {
@@ -70,6 +73,7 @@ impl Default for SendOptions {
             http_batch: 100,
             queue_limit: 50_000,
             tick: Duration::from_millis(100),
+            http_token: None,
         }
     }
 }
