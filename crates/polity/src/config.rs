@@ -33,6 +33,9 @@ pub struct Config {
     /// Privacy at ingest: where the pseudonymization and erasure keys live.
     #[serde(default)]
     pub privacy: PrivacySection,
+    /// NGSI-LD subscriptions and their notifications.
+    #[serde(default)]
+    pub subscriptions: SubscriptionsSection,
     /// Sources by name. Default: none (the NGSI-LD HTTP API is always on). Read in a
     /// second pass by [`parse`], from the spanned document, so that errors inside a
     /// source point at the key (serde's internally tagged enums lose positions).
@@ -191,6 +194,9 @@ fn yes() -> bool {
 fn default_audience() -> String {
     "polity".into()
 }
+fn default_jwks_refresh() -> u64 {
+    300
+}
 
 /// `[[auth.issuers]]`: one trusted OpenID Connect / OAuth 2.0 issuer.
 #[derive(Debug, Clone, Deserialize)]
@@ -199,8 +205,23 @@ pub struct IssuerSection {
     /// The issuer URL, compared exactly with the token's `iss`. Required.
     pub url: String,
     /// The issuer's JWK Set file (RFC 7517). It is re-read when it changes, so keys
-    /// rotate without a restart. Required.
-    pub jwks_file: PathBuf,
+    /// rotate without a restart. Set exactly one of this and `jwks_url`.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Where the issuer publishes its JWK Set (its `jwks_uri`), `https://…`; plain
+    /// `http://` only on a loopback host. Fetched at start and every
+    /// `jwks_refresh_secs`; the last good copy is kept in the data directory, so an
+    /// issuer that is briefly down neither stops start-up nor drops its keys. Set
+    /// exactly one of this and `jwks_file`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// PEM file with the CA certificate(s) to trust for `jwks_url`. Default: the
+    /// Mozilla root set built into the binary.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// How often `jwks_url` is fetched again, seconds (at least 10). Default 300.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
     /// The cities this issuer vouches for. Empty: a national issuer, which may issue
     /// any principal. Default: empty.
     #[serde(default)]
@@ -208,6 +229,67 @@ pub struct IssuerSection {
     /// The audience for this issuer's tokens. Default: `[auth] audience`.
     #[serde(default)]
     pub audience: Option<String>,
+}
+
+/// `[subscriptions]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionsSection {
+    /// Let notifications go to loopback, private, link-local and other non-public
+    /// addresses (checked after name resolution). Default false, so a subscription
+    /// cannot reach the node's own network.
+    #[serde(default)]
+    pub allow_private_endpoints: bool,
+    /// Most subscriptions per tenant. Default 1000.
+    #[serde(default = "default_max_subscriptions")]
+    pub max_per_tenant: usize,
+    /// Retries after a failed delivery, with delays of 1 s, 2 s, 4 s, … Default 3.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Deadline of one delivery attempt, seconds. Default 10.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout_secs: u64,
+    /// Most entities in one notification; more go in several. Default 100.
+    #[serde(default = "default_max_entities")]
+    pub max_entities: usize,
+}
+
+fn default_max_subscriptions() -> usize {
+    1000
+}
+fn default_retries() -> u32 {
+    3
+}
+fn default_notify_timeout() -> u64 {
+    10
+}
+fn default_max_entities() -> usize {
+    100
+}
+
+impl Default for SubscriptionsSection {
+    fn default() -> Self {
+        SubscriptionsSection {
+            allow_private_endpoints: false,
+            max_per_tenant: default_max_subscriptions(),
+            retries: default_retries(),
+            timeout_secs: default_notify_timeout(),
+            max_entities: default_max_entities(),
+        }
+    }
+}
+
+impl SubscriptionsSection {
+    /// The notifier's settings.
+    pub fn notify_config(&self) -> polity_ngsild::subscriptions::NotifyConfig {
+        polity_ngsild::subscriptions::NotifyConfig {
+            allow_private_endpoints: self.allow_private_endpoints,
+            max_per_tenant: self.max_per_tenant.max(1),
+            retries: self.retries.min(10),
+            timeout: std::time::Duration::from_secs(self.timeout_secs.clamp(1, 300)),
+            max_entities: self.max_entities.max(1),
+        }
+    }
 }
 
 /// `[privacy]`.
@@ -461,6 +543,55 @@ fn check(cfg: &Config) -> Result<(), (Vec<Seg>, String)> {
                         c.name
                     ),
                 ));
+            }
+        }
+    }
+    for (i, issuer) in cfg.auth.issuers.iter().enumerate() {
+        let at = |k: &str| vec![key("auth"), key("issuers"), Seg::Index(i), key(k)];
+        match (&issuer.jwks_file, &issuer.jwks_url) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    at("jwks_url"),
+                    "set either `jwks_file` or `jwks_url` for an issuer, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err((
+                    at("url"),
+                    format!(
+                        "issuer {} needs its keys: set `jwks_url` (its jwks_uri, https://…) or `jwks_file` (a JWK Set file)",
+                        issuer.url
+                    ),
+                ));
+            }
+            (None, Some(u)) => {
+                let ok = u.starts_with("https://")
+                    || ["http://127.", "http://localhost", "http://[::1]"]
+                        .iter()
+                        .any(|p| u.starts_with(p));
+                if !ok {
+                    return Err((
+                        at("jwks_url"),
+                        format!(
+                            "`jwks_url` {u} must be https:// (plain http only on a loopback host)"
+                        ),
+                    ));
+                }
+                if issuer.jwks_refresh_secs < 10 {
+                    return Err((
+                        at("jwks_refresh_secs"),
+                        "`jwks_refresh_secs` must be at least 10 (default 300)".into(),
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                if issuer.ca.is_some() {
+                    return Err((
+                        at("ca"),
+                        "`ca` is for fetching `jwks_url`; an issuer with `jwks_file` needs none"
+                            .into(),
+                    ));
+                }
             }
         }
     }

@@ -62,11 +62,14 @@ pub struct TrustLayer {
     pub consents: Arc<polity_consent::ConsentStore>,
     /// Files whose change means the verifier must be rebuilt.
     watched: Vec<PathBuf>,
+    /// When each issuer's `jwks_url` is next fetched.
+    jwks_schedule: JwksSchedule,
 }
 
 impl TrustLayer {
-    /// Opens the trust layer of the node configured by `cfg`.
-    pub fn open(cfg: &Config) -> anyhow::Result<TrustLayer> {
+    /// Opens the trust layer of the node configured by `cfg`. `jwks_schedule` comes from
+    /// the first [`refresh_remote_jwks`], which the caller runs before this.
+    pub fn open(cfg: &Config, jwks_schedule: JwksSchedule) -> anyhow::Result<TrustLayer> {
         let data_dir = &cfg.node.data_dir;
         let key_dir = cfg.privacy.key_dir(data_dir);
         let keys = KeyDir::open(&key_dir)
@@ -113,6 +116,7 @@ impl TrustLayer {
             consents,
             aggregator,
             watched,
+            jwks_schedule,
         })
     }
 
@@ -130,11 +134,15 @@ impl TrustLayer {
         let cfg = cfg.clone();
         let mut watched = self.watched.clone();
         let mut seen = fingerprint(&watched);
+        let mut schedule = self.jwks_schedule.clone();
         Some(tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                for e in refresh_remote_jwks(&cfg, &mut schedule).await {
+                    tracing::warn!(error = %e, "cannot refresh an issuer's keys; keeping the previous ones");
                 }
                 if fingerprint(&watched) == seen {
                     continue;
@@ -185,15 +193,27 @@ pub fn build_verifier(cfg: &Config) -> anyhow::Result<(Verifier, Vec<PathBuf>)> 
         watched.push(dir);
     }
     for i in &cfg.auth.issuers {
-        let text = std::fs::read_to_string(&i.jwks_file).with_context(|| {
+        let (path, origin) = match (&i.jwks_file, &i.jwks_url) {
+            (Some(f), _) => (f.clone(), f.display().to_string()),
+            (None, Some(u)) => (
+                jwks_cache_path(&cfg.node.data_dir, u),
+                format!("the last copy fetched from {u}"),
+            ),
+            (None, None) => anyhow::bail!("issuer {} has neither jwks_file nor jwks_url", i.url),
+        };
+        let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
-                "reading the JWKS of issuer {} from {}",
+                "reading the JWKS of issuer {} from {origin}{}",
                 i.url,
-                i.jwks_file.display()
+                if i.jwks_url.is_some() {
+                    " (it has never been fetched: is the issuer reachable?)"
+                } else {
+                    ""
+                }
             )
         })?;
         let jwks: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a JSON JWK Set", i.jwks_file.display()))?;
+            .with_context(|| format!("{origin} is not a JSON JWK Set"))?;
         issuers.push(IssuerConfig {
             url: i.url.clone(),
             audience: i
@@ -203,7 +223,7 @@ pub fn build_verifier(cfg: &Config) -> anyhow::Result<(Verifier, Vec<PathBuf>)> 
             jwks,
             tenants: i.tenants.clone(),
         });
-        watched.push(i.jwks_file.clone());
+        watched.push(path);
     }
     if issuers.is_empty() {
         anyhow::bail!(
@@ -211,6 +231,94 @@ pub fn build_verifier(cfg: &Config) -> anyhow::Result<(Verifier, Vec<PathBuf>)> 
         );
     }
     Ok((Verifier::new(issuers)?, watched))
+}
+
+/// Where the last good JWK Set fetched from `url` is kept: in the data directory, so a
+/// restart while the issuer is down still trusts its keys.
+pub fn jwks_cache_path(data_dir: &Path, url: &str) -> PathBuf {
+    let name: String = url
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(120)
+        .collect();
+    // Different URLs may sanitize alike; a hash of the whole URL (FNV-1a, stable across
+    // builds, not a security measure) keeps them apart.
+    let tag = url.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    data_dir
+        .join("identity")
+        .join("jwks-cache")
+        .join(format!("{name}-{tag:016x}.json"))
+}
+
+/// When each issuer configured by URL is next fetched.
+pub type JwksSchedule = std::collections::HashMap<String, std::time::Instant>;
+
+/// Fetches the JWK Set of every issuer configured by URL that is due in `schedule`
+/// (all of them on an empty schedule), and stores the good ones. A set that cannot be
+/// fetched or is not a usable JWK Set is reported, the previous copy stays, and the
+/// issuer is tried again after 30 s. Returns one message per issuer that failed.
+pub async fn refresh_remote_jwks(cfg: &Config, schedule: &mut JwksSchedule) -> Vec<String> {
+    let now = std::time::Instant::now();
+    let mut failed = Vec::new();
+    for i in &cfg.auth.issuers {
+        let Some(url) = &i.jwks_url else { continue };
+        if schedule.get(url).is_some_and(|due| *due > now) {
+            continue;
+        }
+        let path = jwks_cache_path(&cfg.node.data_dir, url);
+        let next = match fetch_jwks(url, i.ca.as_deref()).await {
+            Ok(body) => match store_if_changed(&path, &body) {
+                Ok(()) => Duration::from_secs(i.jwks_refresh_secs),
+                Err(e) => {
+                    failed.push(format!("storing the JWKS of {url}: {e:#}"));
+                    Duration::from_secs(30)
+                }
+            },
+            Err(e) => {
+                failed.push(format!("{e:#}"));
+                Duration::from_secs(30)
+            }
+        };
+        schedule.insert(url.clone(), now + next);
+    }
+    failed
+}
+
+async fn fetch_jwks(url: &str, ca: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    let client = polity_tls::client_config(ca).with_context(|| format!("the CA for {url}"))?;
+    let body =
+        polity_tls::fetch::get(url, client, polity_tls::fetch::FetchLimits::default()).await?;
+    let set: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("{url} did not answer with JSON"))?;
+    if !set.get("keys").is_some_and(|k| k.is_array()) {
+        anyhow::bail!("{url} did not answer with a JWK Set (no `keys` array)");
+    }
+    // Refuse a set the verifier would refuse, before it replaces a good copy.
+    polity_identity::Verifier::new(vec![IssuerConfig {
+        url: url.to_owned(),
+        audience: "check".into(),
+        jwks: set,
+        tenants: Vec::new(),
+    }])
+    .with_context(|| format!("the JWK Set at {url}"))?;
+    Ok(body)
+}
+
+/// Writes `body` to `path` atomically, unless it already holds exactly that (so an
+/// unchanged set does not look like a rotation to the key watch).
+fn store_if_changed(path: &Path, body: &[u8]) -> anyhow::Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == body) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, body)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 /// The built-in issuer of the node whose data lives in `data_dir`.

@@ -12,6 +12,8 @@
 //! - [`MqttTlsFront`], a TLS listener that terminates TLS and pipes bytes to the
 //!   embedded broker's plain loopback listener;
 //! - [`client_config`], the rustls client config the MQTT source hands to rumqttc;
+//! - [`fetch::get`], one HTTPS GET with a size cap and a deadline, for an issuer's JWK
+//!   Set;
 //! - [`TlsCounters`], handshake and connection counters for `/metrics`.
 //!
 //! Every config is built on rustls' **ring** provider, installed explicitly in each
@@ -24,6 +26,7 @@
 mod config;
 mod counters;
 mod error;
+pub mod fetch;
 mod https;
 mod mqtt;
 mod self_signed;

@@ -14,13 +14,31 @@ use serde::Deserialize;
 
 use crate::{Access, Action, Routes, Scope, gate::SESSION_COOKIE};
 
-/// The routes `/login` (GET: the page; POST: the form) and `/logout` (POST).
-pub fn routes() -> Routes {
+/// The routes `/login` (GET: the page; POST: the form) and `/logout` (POST). With
+/// `secure` (the node serves HTTPS) the cookie carries `Secure`, so a browser never
+/// sends it over plain HTTP.
+pub fn routes(secure: bool) -> Routes {
+    let attrs = Attrs(if secure {
+        "HttpOnly; Secure; SameSite=Strict; Path=/"
+    } else {
+        "HttpOnly; SameSite=Strict; Path=/"
+    });
     Routes::new()
         .get("/login", Action::SessionLogin, Scope::Node, page)
-        .post("/login", Action::SessionLogin, Scope::Node, login)
-        .post("/logout", Action::SessionLogin, Scope::Node, logout)
+        .post(
+            "/login",
+            Action::SessionLogin,
+            Scope::Node,
+            move |gate: Access, form| login(gate, form, attrs),
+        )
+        .post("/logout", Action::SessionLogin, Scope::Node, move || {
+            logout(attrs)
+        })
 }
+
+/// The cookie's attributes.
+#[derive(Clone, Copy)]
+struct Attrs(&'static str);
 
 const PAGE: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in · Polity</title>
@@ -79,6 +97,7 @@ struct LoginForm {
 async fn login(
     gate: Access,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+    attrs: Attrs,
 ) -> Response {
     let Ok(Form(f)) = form else {
         return (
@@ -90,9 +109,7 @@ async fn login(
     let token = f.token.trim();
     match gate.verify_session(token) {
         Ok(max_age) => {
-            let cookie = format!(
-                "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
-            );
+            let cookie = format!("{SESSION_COOKIE}={token}; {}; Max-Age={max_age}", attrs.0);
             let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
@@ -111,11 +128,10 @@ async fn login(
     }
 }
 
-async fn logout() -> Response {
+async fn logout(attrs: Attrs) -> Response {
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("polity_token=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    if let Ok(v) = HeaderValue::from_str(&format!("{SESSION_COOKIE}=; {}; Max-Age=0", attrs.0)) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
     r
 }

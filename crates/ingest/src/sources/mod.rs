@@ -24,7 +24,7 @@ use std::{net::SocketAddr, sync::Arc};
 use crate::{metrics::Metrics, pipeline::IngestHandle};
 
 pub use coap::{CoapSource, CoapSourceConfig};
-pub use mqtt::{MqttSource, MqttSourceConfig, PayloadFormat};
+pub use mqtt::{MqttClientTls, MqttSource, MqttSourceConfig, PayloadFormat};
 
 /// What every source needs from the node.
 #[derive(Clone)]

@@ -124,7 +124,35 @@ pub struct MqttSourceConfig {
     /// Most messages being committed at once before the source stops reading. Default 256.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Connect over TLS (`[sources.NAME.tls]`). Default none: plain TCP, which
+    /// `polity validate` and start-up warn about for a broker off this machine.
+    #[serde(default)]
+    pub tls: Option<MqttClientTls>,
 }
+
+/// TLS settings of an MQTT source (`[sources.NAME.tls]`). The broker's certificate must
+/// name the host in `broker` (so use its DNS name, not an IP address, unless the
+/// certificate lists the address).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttClientTls {
+    /// PEM file with the CA certificate(s) to trust for the broker. Default none: the
+    /// Mozilla root set built into the binary, which suits a broker with a public
+    /// certificate.
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
+    /// PEM client certificate chain, for brokers that require mutual TLS. Needs `key`.
+    /// Default none.
+    #[serde(default)]
+    pub cert: Option<std::path::PathBuf>,
+    /// PEM private key of `cert`. Default none.
+    #[serde(default)]
+    pub key: Option<std::path::PathBuf>,
+}
+
+/// The rustls client configuration an MQTT source connects with (the TLS provider is
+/// chosen by the binary, which builds it from [`MqttClientTls`]).
+pub type TlsClientConfig = Arc<rumqttc::tokio_rustls::rustls::ClientConfig>;
 
 fn default_broker() -> String {
     "127.0.0.1:1883".into()
@@ -163,6 +191,7 @@ impl Default for MqttSourceConfig {
             password: None,
             max_payload: default_max_payload(),
             max_in_flight: default_max_in_flight(),
+            tls: None,
         }
     }
 }
@@ -177,6 +206,8 @@ enum TenantRule {
 /// A configured MQTT source; [`MqttSource::run`] connects and serves it.
 pub struct MqttSource {
     options: MqttOptions,
+    /// The config asks for TLS and [`MqttSource::with_tls`] has not supplied it yet.
+    tls_missing: bool,
     filters: Vec<SubscribeFilter>,
     max_in_flight: usize,
     shared: Arc<Shared>,
@@ -236,6 +267,13 @@ impl MqttSourceConfig {
         if self.password.is_some() && self.username.is_none() {
             return Err("`password` needs `username`".into());
         }
+        if let Some(tls) = &self.tls
+            && tls.cert.is_some() != tls.key.is_some()
+        {
+            return Err(
+                "`tls.cert` and `tls.key` go together: set both for mutual TLS, or neither".into(),
+            );
+        }
         Ok((host.to_owned(), port, tenant, qos))
     }
 }
@@ -274,6 +312,7 @@ impl MqttSource {
             &format!("mqtt {} {}", config.broker, config.topics.join(" ")),
         );
         Ok(MqttSource {
+            tls_missing: config.tls.is_some(),
             options,
             filters,
             max_in_flight: config.max_in_flight,
@@ -292,6 +331,17 @@ impl MqttSource {
         })
     }
 
+    /// Connects over TLS with `client`, which the binary builds from the source's
+    /// [`MqttClientTls`] settings (see `polity_tls::client_config`).
+    pub fn with_tls(mut self, client: TlsClientConfig) -> Self {
+        self.options
+            .set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(client),
+            ));
+        self.tls_missing = false;
+        self
+    }
+
     /// Whether the source is connected to its broker and subscribed right now (for
     /// `/health`, and for start-up to wait until messages will reach it).
     pub fn connected(&self) -> Arc<AtomicBool> {
@@ -304,6 +354,11 @@ impl MqttSource {
         let sh = self.shared.clone();
         let mut attempt: u32 = 0;
         let mut rng = Jitter::new(&sh.name);
+        if self.tls_missing {
+            // Never fall back to plain TCP when the config asked for TLS.
+            tracing::error!(source = %sh.name, "the source's config asks for TLS but no TLS client was supplied; not connecting");
+            return;
+        }
         tracing::info!(source = %sh.name, broker = ?self.options.broker_address(), "MQTT source starting");
         loop {
             if *shutdown.borrow() {

@@ -7,7 +7,7 @@ use std::{
 };
 
 use polity_broker::EmbeddedBroker;
-use polity_ingest::sources::{MqttSource, MqttSourceConfig, SourceContext};
+use polity_ingest::sources::{MqttClientTls, MqttSource, MqttSourceConfig, SourceContext};
 use polity_model::{UnitCode, Value};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio::sync::watch;
@@ -168,6 +168,90 @@ async fn device_json_through_the_embedded_broker() {
     let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).expect("broker starts");
     let addr = broker.local_addr();
     round_trip(&addr.ip().to_string(), addr.port(), "polity").await;
+}
+
+/// A source configured for TLS reaches the broker through the TLS front when it trusts
+/// the broker's certificate, and never connects (nor falls back to plain TCP) when it
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_connects_over_tls_and_refuses_an_untrusted_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let section = polity_tls::self_signed(dir.path(), &[]).unwrap();
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).expect("broker starts");
+    let front = polity_tls::MqttTlsFront::start(
+        "127.0.0.1:0".parse().unwrap(),
+        broker.local_addr(),
+        polity_tls::mqtt_server_config(&section).unwrap(),
+    )
+    .await
+    .unwrap();
+    let node = Node::start();
+    let start = |name: &str, ca: &std::path::Path| {
+        let config = MqttSourceConfig {
+            // The certificate names `localhost`, so the source must use that name.
+            broker: format!("localhost:{}", front.local_addr().port()),
+            client_id: Some(unique("polity-it-tls")),
+            topics: vec!["tls/#".into()],
+            tenant_from_topic_level: Some(1),
+            tls: Some(MqttClientTls {
+                ca: Some(ca.to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ctx = SourceContext {
+            name: name.into(),
+            ingest: node.ingest.clone(),
+            metrics: node.metrics.clone(),
+        };
+        let source = MqttSource::new(config, ctx)
+            .expect("valid config")
+            .with_tls(polity_tls::client_config(Some(ca)).unwrap());
+        let connected = source.connected();
+        let (stop, rx) = watch::channel(false);
+        (tokio::spawn(source.run(rx)), stop, connected)
+    };
+
+    // Another self-signed certificate is not the broker's: the handshake fails.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = polity_tls::self_signed(other.path(), &[]).unwrap();
+    let (bad_task, bad_stop, bad_connected) = start("untrusting", &stranger.cert);
+
+    let (task, stop, connected) = start("trusting", &section.cert);
+    Node::eventually(10, || connected.load(Relaxed).then_some(()))
+        .await
+        .expect("the source connects over TLS");
+    let addr = broker.local_addr();
+    let client = publisher(&addr.ip().to_string(), addr.port()).await;
+    let probe = r#"{"id":"urn:ngsi-ld:ParkingSpot:tls-1","type":"ParkingSpot","status":"free"}"#;
+    let mut stored = None;
+    for _ in 0..40 {
+        client
+            .publish("tls/perth/ParkingSpot/1", QoS::AtLeastOnce, false, probe)
+            .await
+            .unwrap();
+        stored =
+            Node::eventually(1, || node.entity("perth", "urn:ngsi-ld:ParkingSpot:tls-1")).await;
+        if stored.is_some() {
+            break;
+        }
+    }
+    assert!(stored.is_some(), "the message arrives over TLS");
+    assert!(
+        !bad_connected.load(Relaxed),
+        "a source must not connect to a broker whose certificate it does not trust"
+    );
+    assert!(
+        front.counters().snapshot().handshakes_failed >= 1,
+        "the untrusting source's handshakes fail"
+    );
+    for (t, s) in [(task, stop), (bad_task, bad_stop)] {
+        s.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("the source stops on shutdown")
+            .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,29 +22,39 @@ tls = {{ cert = "{}", key = "{}" }}
     )
 }
 
-/// One HTTP/1.1 request over TLS; returns the status line.
-async fn https_get(
+/// Sends one raw HTTP/1.1 request over TLS; returns the whole answer.
+async fn https_raw(
     addr: std::net::SocketAddr,
     client: Arc<polity_tls::ClientConfig>,
-    path: &str,
-    bearer: Option<&str>,
+    request: &str,
 ) -> std::io::Result<String> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = rustls_pki_types::ServerName::try_from("localhost").expect("server name");
     let mut tls = tokio_rustls::TlsConnector::from(client)
         .connect(name, tcp)
         .await?;
+    tls.write_all(request.as_bytes()).await?;
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// One HTTP/1.1 GET over TLS; returns the status line.
+async fn https_get(
+    addr: std::net::SocketAddr,
+    client: Arc<polity_tls::ClientConfig>,
+    path: &str,
+    bearer: Option<&str>,
+) -> std::io::Result<String> {
     let auth = bearer
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    tls.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}NGSILD-Tenant: adelaide\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+    let text = https_raw(
+        addr,
+        client,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}NGSILD-Tenant: adelaide\r\nConnection: close\r\n\r\n"),
     )
     .await?;
-    let mut out = Vec::new();
-    tls.read_to_end(&mut out).await?;
-    let text = String::from_utf8_lossy(&out).into_owned();
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
@@ -81,10 +91,31 @@ async fn serve_speaks_https_and_still_requires_tokens() {
             .starts_with("HTTP/1.1 401"),
     );
     let t = token(&dir.path().join("data"), "city-admin:adelaide");
-    let line = https_get(addr, trusting, "/ngsi-ld/v1/types", Some(&t))
+    let line = https_get(addr, trusting.clone(), "/ngsi-ld/v1/types", Some(&t))
         .await
         .expect("TLS");
     assert!(!line.contains("401") && !line.contains("403"), "{line}");
+
+    // Over HTTPS the session cookie is `Secure`: a browser never sends it in clear.
+    let form = format!("token={t}");
+    let answer = https_raw(
+        addr,
+        trusting,
+        &format!(
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+    .await
+    .expect("TLS");
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {answer}"));
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
 
     // A client that trusts only the public roots does not get in.
     let public = polity_tls::client_config(None).expect("client config");
