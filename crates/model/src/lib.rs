@@ -18,12 +18,14 @@
 //! | [`senml`] | SenML packs in JSON and CBOR, and their resolution |
 //! | [`jsonld`] | JSON-LD active contexts, term expansion and compaction |
 //! | [`ngsild`] | NGSI-LD entity JSON to observations and back |
+//! | [`query`] | the NGSI-LD query language (`q`): parse, print, evaluate against [`EntityState`] |
 
 pub mod entity;
 pub mod id;
 pub mod jsonld;
 pub mod ngsild;
 pub mod observation;
+pub mod query;
 pub mod senml;
 pub mod time;
 pub mod units;
@@ -36,6 +38,7 @@ pub use ngsild::{
     render_entity, render_temporal,
 };
 pub use observation::{Batch, Interner, Observation, PrivacyClass, Value};
+pub use query::{Query, QueryError};
 pub use senml::{Pack, Record, ResolvedRecord, SenmlError, SenmlValue};
 pub use time::Timestamp;
 pub use units::{QuantityKind, UnitCode, UnitError, UnitInfo};
