@@ -2,7 +2,8 @@
 //!
 //! This crate owns the `/ngsi-ld/v1/…` routes: entity retrieval and query, entity
 //! creation and batch upsert (the HTTP ingest source), type discovery and temporal
-//! retrieval, plus the HTTP SenML source under `/api/ingest/senml`. Every error leaves as
+//! retrieval, subscriptions and their notifications, plus the HTTP SenML source under
+//! `/api/ingest/senml`. Every error leaves as
 //! an NGSI-LD ProblemDetails body. It reads through the `polity-store` traits and writes
 //! only through the ingest pipeline, so HTTP input gets the same group commit, counters
 //! and dead letters as every other source. It does not own storage or the pages.
@@ -12,6 +13,7 @@ pub mod entities;
 pub mod problem;
 pub mod request;
 pub mod senml;
+pub mod subscriptions;
 pub mod temporal;
 
 use std::sync::{Arc, RwLock};
@@ -70,12 +72,36 @@ pub struct ApiState {
     pub vault: Option<Arc<polity_privacy::CitizenVault>>,
     /// Data subjects' consents, for applications' access to personal data. Default: none.
     pub consents: Option<Arc<polity_consent::ConsentStore>>,
+    /// The node's subscriptions (loaded from the store).
+    pub subscriptions: Arc<subscriptions::Subscriptions>,
 }
 
 impl ApiState {
-    /// State for a node, registering the HTTP sources' counters in `metrics`.
-    pub fn new(store: Arc<dyn Store>, ingest: IngestHandle, metrics: &Metrics) -> Self {
-        ApiState {
+    /// State for a node, registering the HTTP sources' counters in `metrics` and
+    /// loading the stored subscriptions.
+    pub fn new(
+        store: Arc<dyn Store>,
+        ingest: IngestHandle,
+        metrics: &Metrics,
+    ) -> Result<Self, polity_store::StoreError> {
+        Self::with_notify(
+            store,
+            ingest,
+            metrics,
+            subscriptions::NotifyConfig::default(),
+        )
+    }
+
+    /// As [`ApiState::new`], with the subscriptions' settings.
+    pub fn with_notify(
+        store: Arc<dyn Store>,
+        ingest: IngestHandle,
+        metrics: &Metrics,
+        notify: subscriptions::NotifyConfig,
+    ) -> Result<Self, polity_store::StoreError> {
+        let subscriptions = Arc::new(subscriptions::Subscriptions::load(store.clone(), notify)?);
+        Ok(ApiState {
+            subscriptions,
             store,
             ingest,
             contexts: Arc::new(RwLock::new(ContextCache::default())),
@@ -96,7 +122,7 @@ impl ApiState {
             create_lock: Arc::default(),
             vault: None,
             consents: None,
-        }
+        })
     }
 }
 
@@ -141,6 +167,36 @@ pub fn routes(state: ApiState) -> Routes {
             TemporalRead,
             Scope::Tenant,
             temporal::retrieve,
+        )
+        .get(
+            "/ngsi-ld/v1/subscriptions",
+            EntityRead,
+            Scope::Tenant,
+            subscriptions::list,
+        )
+        .post(
+            "/ngsi-ld/v1/subscriptions",
+            EntityRead,
+            Scope::Tenant,
+            subscriptions::create,
+        )
+        .get(
+            "/ngsi-ld/v1/subscriptions/{id}",
+            EntityRead,
+            Scope::Tenant,
+            subscriptions::retrieve,
+        )
+        .patch(
+            "/ngsi-ld/v1/subscriptions/{id}",
+            EntityRead,
+            Scope::Tenant,
+            subscriptions::update,
+        )
+        .delete(
+            "/ngsi-ld/v1/subscriptions/{id}",
+            EntityRead,
+            Scope::Tenant,
+            subscriptions::delete,
         )
         .post(
             "/api/ingest/senml",

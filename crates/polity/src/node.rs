@@ -121,9 +121,19 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         "storage ready in {} (embedded, fjall)",
         dir.display()
     ));
+    // Issuers that publish their keys at a URL: fetch them now. One that is down does
+    // not stop the node while a copy from an earlier fetch exists.
+    let mut schedule = crate::trust::JwksSchedule::new();
+    if !cfg.insecure_no_auth {
+        for e in crate::trust::refresh_remote_jwks(cfg, &mut schedule).await {
+            eprintln!("warning: {e}; using the last copy fetched, if any");
+            tracing::warn!(error = %e, "cannot fetch an issuer's keys");
+        }
+    }
     let mut trust = {
         let cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || crate::trust::TrustLayer::open(&cfg)).await??
+        tokio::task::spawn_blocking(move || crate::trust::TrustLayer::open(&cfg, schedule))
+            .await??
     };
     if trust.enforcing {
         progress.step("trust layer ready (tokens required, Cedar policies, audit log)");
@@ -242,7 +252,21 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
                     m.broker = addr.to_string();
                 }
                 let detail = m.broker.clone();
-                let src = MqttSource::new(m, ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let tls = m.tls.clone();
+                if tls.is_none() {
+                    warn_plaintext_broker(name, &m.broker);
+                }
+                let mut src = MqttSource::new(m, ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
+                if let Some(t) = tls {
+                    let client = match (&t.cert, &t.key) {
+                        (Some(cert), Some(key)) => {
+                            polity_tls::client_config_with_identity(t.ca.as_deref(), cert, key)
+                        }
+                        _ => polity_tls::client_config(t.ca.as_deref()),
+                    }
+                    .with_context(|| format!("TLS settings of MQTT source `{name}`"))?;
+                    src = src.with_tls(client);
+                }
                 subscribed.push((name.clone(), detail, src.connected()));
                 let rx = shutdown_rx.clone();
                 tasks.push(tokio::spawn(async move { src.run(rx).await }));
@@ -272,7 +296,19 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         }
     }
 
-    let mut api = polity_ngsild::ApiState::new(store.clone(), ingest.clone(), &metrics);
+    let mut api = {
+        let (store, ingest, metrics) = (store.clone(), ingest.clone(), metrics.clone());
+        let notify = cfg.subscriptions.notify_config();
+        tokio::task::spawn_blocking(move || {
+            polity_ngsild::ApiState::with_notify(store, ingest, &metrics, notify)
+        })
+        .await?
+        .context("loading the stored subscriptions")?
+    };
+    let subscriptions = api.subscriptions.clone();
+    let notifier_state = api.clone();
+    let notify_counters =
+        Arc::new(polity_ngsild::subscriptions::notifier::NotifyCounters::default());
     api.vault = Some(trust.vault.clone());
     api.consents = Some(trust.consents.clone());
     api.default_tenant = cfg.node.default_tenant.clone();
@@ -302,10 +338,14 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
         links: Arc::new(links),
         gate: gate_counters.clone(),
         shutdown: shutdown_rx.clone(),
+        more_metrics: {
+            let (c, subs) = (notify_counters.clone(), subscriptions.clone());
+            Arc::new(move |out: &mut String| c.render_prometheus(subs.len(), out))
+        },
     };
     let (router, routes) = polity_ngsild::routes(api)
         .merge(polity_web::routes(web))
-        .merge(polity_trust::session::routes())
+        .merge(polity_trust::session::routes(cfg.node.tls.is_some()))
         .merge(polity_trust::me::routes(trust.audit.clone()))
         .merge(polity_national::routes(polity_national::NationalState {
             store: store.clone(),
@@ -342,6 +382,20 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
     )));
     if let Some(t) = trust.spawn_key_watch(cfg, gate.clone(), shutdown_rx.clone()) {
         tasks.push(t);
+    }
+    // Notifications are reads by each subscription's owner, decided by this gate.
+    subscriptions.set_gate(gate.clone());
+    tasks.push(polity_ngsild::subscriptions::notifier::spawn(
+        notifier_state,
+        &bus,
+        notify_counters.clone(),
+        shutdown_rx.clone(),
+    ));
+    if !subscriptions.is_empty() {
+        progress.step(format_args!(
+            "{} subscriptions loaded; notifying",
+            subscriptions.len()
+        ));
     }
     let app = gate.protect(
         router
@@ -469,5 +523,23 @@ impl Node {
                 );
             }
         }
+    }
+}
+
+/// Warns when an MQTT source would send its broker credentials and data in clear to
+/// another machine.
+fn warn_plaintext_broker(source: &str, broker: &str) {
+    let host = broker.rsplit_once(':').map_or(broker, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !local {
+        let msg = format!(
+            "MQTT source `{source}` connects to {broker} without TLS: its data and credentials cross the network in clear; add [sources.{source}.tls]"
+        );
+        eprintln!("warning: {msg}");
+        tracing::warn!(source, broker, "{msg}");
     }
 }

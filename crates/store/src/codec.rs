@@ -359,6 +359,30 @@ pub(crate) fn decode_device_key(k: &[u8]) -> DResult<(Tenant, String)> {
     Ok((t, d))
 }
 
+/// `kind ‖ tenant ‖ id`: one document (a subscription, a registration, …).
+pub(crate) fn document_key(kind: &str, tenant: &Tenant, id: &str) -> Vec<u8> {
+    let mut k = document_prefix(kind);
+    put_key_str(&mut k, tenant.as_str());
+    put_key_str(&mut k, id);
+    k
+}
+
+/// `kind`: the prefix of every document of that kind.
+pub(crate) fn document_prefix(kind: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kind.len() + 2);
+    put_key_str(&mut k, kind);
+    k
+}
+
+pub(crate) fn decode_document_key(k: &[u8]) -> DResult<(String, Tenant, String)> {
+    let mut r = Reader::new(k);
+    let kind = r.key_str()?;
+    let t = r.key_tenant()?;
+    let id = r.key_str()?;
+    r.finish()?;
+    Ok((kind, t, id))
+}
+
 // ---------------------------------------------------------------------------------------
 // Observation payload: value, unit, privacy, meta.
 

@@ -45,6 +45,7 @@ pub const CHECKS: &[(&str, Check)] = &[
         delete_entity_removes_state_and_series,
     ),
     ("empty_store_answers_empty", empty_store_answers_empty),
+    ("documents_by_kind_and_tenant", documents_by_kind_and_tenant),
 ];
 
 /// Runs every check, each against its own fresh store.
@@ -979,4 +980,54 @@ pub fn empty_store_answers_empty(factory: Factory<'_>) {
     assert_eq!(s.count_devices(&t).unwrap(), 0);
     s.sync().unwrap();
     s.disk_usage().unwrap();
+}
+
+/// Documents are kept per kind and tenant: same id in two tenants or two kinds are two
+/// documents; replace, list in order, delete.
+pub fn documents_by_kind_and_tenant(factory: Factory<'_>) {
+    let s = factory();
+    let (a, b) = (tenant("adelaide"), tenant("brisbane"));
+    assert!(s.documents("subscription").unwrap().is_empty());
+    s.put_document("subscription", &b, "urn:s:1", b"{\"b\":1}")
+        .unwrap();
+    s.put_document("subscription", &a, "urn:s:2", b"{\"a\":2}")
+        .unwrap();
+    s.put_document("subscription", &a, "urn:s:1", b"{\"a\":1}")
+        .unwrap();
+    s.put_document("registration", &a, "urn:s:1", b"{\"r\":1}")
+        .unwrap();
+    assert_eq!(
+        s.document("subscription", &a, "urn:s:1")
+            .unwrap()
+            .as_deref(),
+        Some(&b"{\"a\":1}"[..])
+    );
+    assert_eq!(s.document("subscription", &b, "urn:s:2").unwrap(), None);
+    let all = s.documents("subscription").unwrap();
+    let keys: Vec<_> = all
+        .iter()
+        .map(|(t, id, _)| (t.as_str().to_owned(), id.clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("adelaide", "urn:s:1"),
+            ("adelaide", "urn:s:2"),
+            ("brisbane", "urn:s:1")
+        ]
+        .map(|(t, i)| (t.to_owned(), i.to_owned()))
+    );
+    // Replace, then delete.
+    s.put_document("subscription", &a, "urn:s:1", b"{}")
+        .unwrap();
+    assert_eq!(
+        s.document("subscription", &a, "urn:s:1")
+            .unwrap()
+            .as_deref(),
+        Some(&b"{}"[..])
+    );
+    assert!(s.delete_document("subscription", &a, "urn:s:1").unwrap());
+    assert!(!s.delete_document("subscription", &a, "urn:s:1").unwrap());
+    assert_eq!(s.documents("subscription").unwrap().len(), 2);
+    assert_eq!(s.documents("registration").unwrap().len(), 1);
 }

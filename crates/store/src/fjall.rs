@@ -10,6 +10,7 @@
 //! | `entities`     | tenant ‖ entity                                  | the entity's state    |
 //! | `dead_letters` | id (u64, big-endian)                             | the dead letter       |
 //! | `devices`      | tenant ‖ device id                               | the device            |
+//! | `documents`    | kind ‖ tenant ‖ id                               | a JSON document       |
 //! | `meta`         | `v` / `t`‖type id / `p`‖tenant                   | format / type name / point count |
 //!
 //! Entity state is also held in memory, loaded at open and written through by every
@@ -58,8 +59,9 @@ use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use polity_model::{Batch, EntityId, EntityState, Observation, Tenant, Timestamp};
 
 use crate::{
-    CommitStats, DeadLetter, DeadLetterQuery, DeadLetterStore, Device, EntityQuery, EntityStore,
-    NewDeadLetter, Registry, Result, SeriesQuery, SeriesStore, Store, StoreError, codec,
+    CommitStats, DeadLetter, DeadLetterQuery, DeadLetterStore, Device, DocumentStore, EntityQuery,
+    EntityStore, NewDeadLetter, Registry, Result, SeriesQuery, SeriesStore, Store, StoreError,
+    codec,
 };
 
 /// The store format this build reads and writes.
@@ -183,6 +185,7 @@ pub struct FjallStore {
     entities: Keyspace,
     dead_letters: Keyspace,
     devices: Keyspace,
+    documents: Keyspace,
     meta: Keyspace,
     mem: RwLock<Mem>,
     /// Serializes writers, so the in-memory state is computed from, and installed
@@ -304,6 +307,7 @@ impl FjallStore {
             entities: ks("entities")?,
             dead_letters: ks("dead_letters")?,
             devices: ks("devices")?,
+            documents: ks("documents")?,
             meta,
             dir: dir.to_owned(),
             durability: opts.durability,
@@ -862,6 +866,54 @@ impl Registry for FjallStore {
 
     fn count_devices(&self, tenant: &Tenant) -> Result<u64> {
         Ok(self.mem().tenants.get(tenant).map_or(0, |t| t.devices))
+    }
+}
+
+impl DocumentStore for FjallStore {
+    fn put_document(&self, kind: &str, tenant: &Tenant, id: &str, doc: &[u8]) -> Result<()> {
+        let _w = self.lock_writer();
+        let mut b = self.batch();
+        b.insert(
+            &self.documents,
+            codec::document_key(kind, tenant, id),
+            doc.to_vec(),
+        );
+        b.commit().map_err(io("store a document"))
+    }
+
+    fn document(&self, kind: &str, tenant: &Tenant, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .documents
+            .get(codec::document_key(kind, tenant, id))
+            .map_err(io("read documents"))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn documents(&self, kind: &str) -> Result<Vec<(Tenant, String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for kv in self.documents.prefix(codec::document_prefix(kind)) {
+            let (k, v) = kv.into_inner().map_err(io("read documents"))?;
+            let (_, t, id) = codec::decode_document_key(&k).map_err(corrupt("documents", &k))?;
+            out.push((t, id, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn delete_document(&self, kind: &str, tenant: &Tenant, id: &str) -> Result<bool> {
+        let _w = self.lock_writer();
+        let key = codec::document_key(kind, tenant, id);
+        if self
+            .documents
+            .get(&key)
+            .map_err(io("read documents"))?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        let mut b = self.batch();
+        b.remove(&self.documents, key);
+        b.commit().map_err(io("delete a document"))?;
+        Ok(true)
     }
 }
 

@@ -333,6 +333,26 @@ pub trait Registry: Send + Sync {
 }
 
 // ---------------------------------------------------------------------------------------
+// Documents
+
+/// Small JSON documents the API keeps per tenant, by kind: subscriptions today;
+/// context source registrations and user `@context`s later. Each write is durable
+/// before it returns. Documents are few (thousands) and read whole.
+pub trait DocumentStore: Send + Sync {
+    /// Creates or replaces a document.
+    fn put_document(&self, kind: &str, tenant: &Tenant, id: &str, doc: &[u8]) -> Result<()>;
+
+    /// One document.
+    fn document(&self, kind: &str, tenant: &Tenant, id: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Every document of `kind`, in tenant then id order.
+    fn documents(&self, kind: &str) -> Result<Vec<(Tenant, String, Vec<u8>)>>;
+
+    /// Deletes a document; false if there was none.
+    fn delete_document(&self, kind: &str, tenant: &Tenant, id: &str) -> Result<bool>;
+}
+
+// ---------------------------------------------------------------------------------------
 // The whole store
 
 /// What one [`Store::commit`] wrote.
@@ -347,7 +367,7 @@ pub struct CommitStats {
 }
 
 /// A complete storage backend.
-pub trait Store: EntityStore + SeriesStore + DeadLetterStore + Registry {
+pub trait Store: EntityStore + SeriesStore + DeadLetterStore + Registry + DocumentStore {
     /// Appends every observation of every batch to the temporal series and folds it
     /// into entity state ([`EntityState::apply`]: the latest observation wins, older
     /// ones leave the state unchanged, and an entity is created, with the observation's

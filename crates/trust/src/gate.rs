@@ -259,6 +259,20 @@ impl Gate {
             .max(1))
     }
 
+    /// The access of `principal` in `tenant` outside any request: what a subscription
+    /// acts with when it notifies, so each notification is decided, redacted and
+    /// audited exactly like a read by its owner at that moment (current policies,
+    /// current consents).
+    pub fn access_as(&self, principal: Principal, tenant: Tenant, context: Context) -> Access {
+        Access {
+            caller: Arc::new(self.caller(principal)),
+            tenant: Some(tenant),
+            context,
+            route: None,
+            gate: self.clone(),
+        }
+    }
+
     fn caller(&self, principal: Principal) -> Caller {
         let pseudonym = match (&principal, &self.inner.pseudonyms) {
             (Principal::Citizen { id, tenant }, Some(p)) => p.subject(tenant, id),

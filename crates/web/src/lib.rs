@@ -52,7 +52,13 @@ pub struct WebState {
     pub gate: Arc<polity_trust::GateCounters>,
     /// Turns true when the node shuts down; live streams end then.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Renders further `/metrics` families (e.g. subscriptions' notifications) from
+    /// crates this one does not depend on.
+    pub more_metrics: MetricsHook,
 }
+
+/// Appends Prometheus text to `/metrics`.
+pub type MetricsHook = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 /// The pages, `/health`, `/metrics` and `/api/cities`, with the action guarding each.
 pub fn routes(state: WebState) -> Routes {

@@ -207,6 +207,7 @@ pub async fn metrics(State(st): State<WebState>) -> Response {
     let mut out = String::new();
     st.metrics.render_prometheus(&mut out);
     st.gate.render_prometheus(&mut out);
+    (st.more_metrics)(&mut out);
     let store = st.store.clone();
     let cities = st.cities.clone();
     let extra = tokio::task::spawn_blocking(move || {

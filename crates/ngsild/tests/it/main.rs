@@ -9,5 +9,6 @@ mod errors;
 mod node;
 mod query;
 mod senml;
+mod subscriptions;
 mod temporal;
 mod tenancy;

@@ -27,6 +27,10 @@ pub struct Node {
     pub http: reqwest::Client,
     pub store: Arc<FjallStore>,
     server: tokio::task::JoinHandle<()>,
+    _notifier: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
     _writer: Writer,
     _dir: tempfile::TempDir,
 }
@@ -51,21 +55,42 @@ impl Node {
         let store =
             Arc::new(FjallStore::open(dir.path(), Default::default()).expect("store opens"));
         let metrics = Metrics::new();
+        let bus = Bus::default();
         let (ingest, writer) = polity_ingest::start(
             store.clone(),
-            Bus::default(),
+            bus.clone(),
             metrics.clone(),
             Normalizer::new(),
             PipelineOptions::default(),
         )
         .expect("pipeline starts");
-        let mut state = ApiState::new(store.clone(), ingest, &metrics);
+        let mut state = ApiState::with_notify(
+            store.clone(),
+            ingest,
+            &metrics,
+            polity_ngsild::subscriptions::NotifyConfig {
+                // Notifications go to receivers on loopback in these tests.
+                allow_private_endpoints: true,
+                ..Default::default()
+            },
+        )
+        .expect("API state");
         configure(&mut state);
         // The protocol tests run with authorization off, as `--insecure-no-auth` does;
         // authorization is tested through the binary with real policies.
         let default_tenant = state.default_tenant.clone();
+        let notifier_state = state.clone();
         let (router, table) = polity_ngsild::routes(state).into_parts();
-        let app = polity_trust::Gate::insecure_no_auth(default_tenant, &table).protect(router);
+        let gate = polity_trust::Gate::insecure_no_auth(default_tenant, &table);
+        notifier_state.subscriptions.set_gate(gate.clone());
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let notifier = polity_ngsild::subscriptions::notifier::spawn(
+            notifier_state,
+            &bus,
+            Arc::default(),
+            stop_rx,
+        );
+        let app = gate.protect(router);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
@@ -83,6 +108,7 @@ impl Node {
             http,
             store,
             server,
+            _notifier: (stop, notifier),
             _writer: writer,
             _dir: dir,
         }

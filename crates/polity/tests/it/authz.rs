@@ -102,6 +102,17 @@ fn expected(method: &str, path: &str, role: &str) -> Option<(Want, Want)> {
             "citizen-other" => (Hidden, Forbidden),
             _ => (Served, Forbidden),
         },
+        // Subscriptions are reads: a caller who may read a city's entities may
+        // subscribe to them (and sees only their own subscriptions). Citizens use their
+        // portal instead.
+        ("GET" | "POST", "/ngsi-ld/v1/subscriptions")
+        | ("GET" | "PATCH" | "DELETE", "/ngsi-ld/v1/subscriptions/{id}") => match role {
+            "anonymous" => (Unauth, Unauth),
+            "operator" => (Served, Served),
+            "security-analyst" => (Forbidden, Forbidden),
+            _ if citizen && method == "POST" => (Forbidden, Forbidden),
+            _ => (Served, Forbidden),
+        },
         // Writes into one city.
         (
             "POST",
@@ -126,6 +137,9 @@ fn config(dir: &Path) -> String {
 http = "127.0.0.1:0"
 data_dir = "{}"
 default_tenant = "adelaide"
+
+[subscriptions]
+allow_private_endpoints = true
 "#,
         dir.join("data").display()
     )
@@ -166,6 +180,7 @@ async fn call(
         "GET" => client.get(&url),
         "POST" => client.post(&url),
         "DELETE" => client.delete(&url),
+        "PATCH" => client.patch(&url),
         "HEAD" => client.head(&url),
         other => panic!("no request builder for method {other}; extend the matrix test"),
     }
@@ -180,6 +195,10 @@ async fn call(
         "/api/ingest/senml" => req
             .header("Content-Type", "application/senml+json")
             .body(json!([{"bn": format!("urn:dev:ow:{tenant}-{n}:"), "n": "temperature", "u": "Cel", "v": 20.5}]).to_string()),
+        "/ngsi-ld/v1/subscriptions" if method == "POST" => req.json(&json!({
+            "type": "Subscription", "entities": [{"type": "WaterConsumptionObserved"}],
+            "notification": {"endpoint": {"uri": "http://127.0.0.1:9/notify"}}})),
+        "/ngsi-ld/v1/subscriptions/{id}" if method == "PATCH" => req.json(&json!({"isActive": false})),
         "/api/me/consents" if method == "POST" => req.json(&json!({
             "recipient": "app:parking:adelaide", "purpose": "billing",
             "dataCategories": ["water-consumption"], "durationDays": 30})),
@@ -583,4 +602,160 @@ async fn citizens_see_their_own_data_and_who_read_it() {
         .await
         .expect("JSON");
     assert_eq!(bobs["entries"], json!([]), "{bobs}");
+}
+
+/// A notification receiver on loopback: every POST body it gets, in order.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move |body: String| {
+            let g = g.clone();
+            async move {
+                g.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&body).unwrap_or(Value::Null));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver") });
+    (format!("http://{addr}/notify"), got)
+}
+
+async fn wait_len(got: &std::sync::Mutex<Vec<Value>>, n: usize, secs: u64) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = got.lock().unwrap().clone();
+        if v.len() >= n || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Subscriptions are authorized as reads: an application subscribes only in its own
+/// city, is notified only of that city's data, never of personal attributes it may not
+/// read, and nobody else sees or deletes its subscription. Subscriptions survive a
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_deliver_only_what_their_owner_may_read_in_their_city() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (url, got) = receiver().await;
+    let app = client_as(&data, "app:parking:adelaide");
+    let analyst = client_as(&data, "city-analyst:adelaide");
+    let sub = json!({"type": "Subscription", "entities": [{"type": "WaterConsumptionObserved"}],
+        "notification": {"endpoint": {"uri": url}}});
+    let sub_id = {
+        let node = serve(&config(dir.path()), dir.path(), "subs").await;
+        let r = app
+            .post(format!("{}/ngsi-ld/v1/subscriptions", node.base))
+            .header("NGSILD-Tenant", OWN)
+            .json(&sub)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 201);
+        let id = r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .rsplit('/')
+            .next()
+            .expect("id")
+            .to_owned();
+        // Not in another city.
+        let r = app
+            .post(format!("{}/ngsi-ld/v1/subscriptions", node.base))
+            .header("NGSILD-Tenant", OTHER)
+            .json(&sub)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 403);
+        // Another principal of the same city neither sees nor deletes it.
+        let theirs = format!("{}/ngsi-ld/v1/subscriptions/{id}", node.base);
+        assert_eq!(
+            analyst
+                .get(&theirs)
+                .send()
+                .await
+                .expect("GET")
+                .status()
+                .as_u16(),
+            404
+        );
+        assert_eq!(
+            analyst
+                .delete(&theirs)
+                .send()
+                .await
+                .expect("DELETE")
+                .status()
+                .as_u16(),
+            404
+        );
+        let list: Value = analyst
+            .get(format!("{}/ngsi-ld/v1/subscriptions", node.base))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(list, json!([]));
+
+        // Melbourne's data first, then Adelaide's: only Adelaide's arrives.
+        seed(&node.base, &data).await;
+        let notes = wait_len(&got, 1, 15).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let notes_after = got.lock().unwrap().clone();
+        assert_eq!(notes_after.len(), notes.len(), "{notes_after:#?}");
+        let text = Value::Array(notes.clone()).to_string();
+        assert!(text.contains(OWNED), "{text}");
+        assert!(!text.contains(ELSEWHERE), "another city's data: {text}");
+        assert!(text.contains("waterConsumption"), "{text}");
+        assert!(
+            !text.contains("accountNumber") && !text.contains("ACC-"),
+            "personal data notified to an app without consent: {text}"
+        );
+        assert_eq!(notes[0]["subscriptionId"], id.as_str());
+        node.proc.assert_no_panic();
+        id
+    };
+
+    // After a restart the subscription is still there and still notifies.
+    let node = serve(&config(dir.path()), dir.path(), "subs-again").await;
+    let before = got.lock().unwrap().len();
+    let s: Value = app
+        .get(format!("{}/ngsi-ld/v1/subscriptions/{sub_id}", node.base))
+        .header("NGSILD-Tenant", OWN)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        s["notification"]["timesSent"].as_u64().unwrap_or(0) >= 1,
+        "{s}"
+    );
+    let admin = client_as(&data, "city-admin:adelaide");
+    let r = admin
+        .post(format!("{}/ngsi-ld/v1/entityOperations/upsert", node.base))
+        .header("NGSILD-Tenant", OWN)
+        .header("Content-Type", "application/json")
+        .body(json!([entity(OWNED, "alice", 9)]).to_string())
+        .send()
+        .await
+        .expect("upsert");
+    assert!(r.status().is_success());
+    let notes = wait_len(&got, before + 1, 15).await;
+    assert!(notes.len() > before, "no notification after the restart");
+    node.proc.assert_no_panic();
 }

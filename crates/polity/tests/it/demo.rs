@@ -313,7 +313,7 @@ tenant = "nowhere"
     // Paths and methods nobody serves answer with ProblemDetails too.
     let (status, p) = get_json(
         &http,
-        &format!("{}/ngsi-ld/v1/subscriptions", node.base),
+        &format!("{}/ngsi-ld/v1/csourceRegistrations", node.base),
         "nowhere",
     )
     .await;

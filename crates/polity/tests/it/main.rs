@@ -10,6 +10,7 @@
 //! | [`tls`] | `[node] tls`: HTTPS with rustls, tokens still required, untrusted clients refused |
 //! | [`privacy`] | identifiers never in clear, consent and receipts, export, crypto-shredding |
 //! | [`authz`] | route × role × tenant matrix over every route, forged tokens, citizens |
+//! | [`issuers`] | external city issuers: JWKS file and URL, rotation, issuer down |
 //!
 //! Every child is killed (SIGKILL) when its guard drops, so a failing test leaves no
 //! process behind. Listeners use port 0 or ports that were free a moment earlier, never
@@ -20,6 +21,7 @@ mod cli;
 mod common;
 mod crash;
 mod demo;
+mod issuers;
 mod malformed;
 mod privacy;
 mod tls;

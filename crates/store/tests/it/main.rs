@@ -46,6 +46,7 @@ conformance!(
     device_upsert_keeps_first_seen,
     delete_entity_removes_state_and_series,
     empty_store_answers_empty,
+    documents_by_kind_and_tenant,
 );
 
 #[test]
@@ -53,7 +54,7 @@ fn every_conformance_check_has_a_test_here() {
     // The macro list above must name every check the suite has.
     assert_eq!(
         polity_store::conformance::CHECKS.len(),
-        10,
+        11,
         "add the new check to conformance!(…) above"
     );
 }
