@@ -172,8 +172,11 @@ pub struct EntityParams {
     pub offset: Option<usize>,
     /// Whether to return `NGSILD-Results-Count`.
     pub count: Option<bool>,
-    /// The q-language filter (not yet supported here).
+    /// The q-language filter.
     pub q: Option<String>,
+    /// A regular expression entity ids must match (whole id).
+    #[serde(rename = "idPattern")]
+    pub id_pattern: Option<String>,
     /// Geo-query parameters (not yet supported here).
     pub georel: Option<String>,
 }
@@ -288,20 +291,49 @@ pub async fn query(
     request::known_params(
         raw.as_deref(),
         &[
-            "type", "id", "attrs", "options", "format", "limit", "offset", "count",
+            "type",
+            "id",
+            "idPattern",
+            "attrs",
+            "q",
+            "options",
+            "format",
+            "limit",
+            "offset",
+            "count",
         ],
     )?;
-    if p.q.is_some() || p.georel.is_some() {
+    if p.georel.is_some() {
         return Err(Problem::new(
             ErrorType::OperationNotSupported,
-            "q and geo-queries are not supported by this node yet; filter by type, id and attrs",
+            "geo-queries are not supported by this node yet; filter by type, id, idPattern, attrs and q",
         ));
     }
-    if p.entity_type.is_none() && p.id.is_none() && p.attrs.is_none() {
+    if p.entity_type.is_none()
+        && p.id.is_none()
+        && p.attrs.is_none()
+        && p.q.is_none()
+        && p.id_pattern.is_none()
+    {
         return Err(Problem::bad_data(
-            "an entity query needs at least one of type, id or attrs (for example ?type=ParkingSpot)",
+            "an entity query needs at least one of type, id, idPattern, attrs or q (for example ?type=ParkingSpot)",
         ));
     }
+    let q_filter = match &p.q {
+        Some(text) => {
+            let mut q = polity_model::query::Query::parse(text)
+                .map_err(|e| Problem::bad_data(e.to_string()))?;
+            q.expand(&ctx.context);
+            Some(q)
+        }
+        None => None,
+    };
+    let id_pattern = match &p.id_pattern {
+        Some(pat) => {
+            Some(crate::subscriptions::model::compile_pattern(pat).map_err(Problem::bad_data)?)
+        }
+        None => None,
+    };
     let limit = p.limit.unwrap_or(st.limits.default_limit);
     if limit > st.limits.max_limit {
         return Err(Problem::new(
@@ -350,6 +382,10 @@ pub async fn query(
     // Callers who may not read the whole tenant (citizens) get the entities they may
     // read, filtered before paging so that pages and counts describe only those.
     let per_entity = (!view.on_all()).then(|| access.clone());
+    // q sees personal attributes only where the caller may read them, so it cannot be
+    // used as an oracle on values the response would withhold.
+    let personal_all = access.on_tenant(Action::PersonalRead);
+    let q_access = access.clone();
     let t = tenant.clone();
     let (page, total) = blocking(move || {
         let tenant = t;
@@ -363,7 +399,12 @@ pub async fn query(
         for ty in type_list {
             // Filters applied here (attrs) and counts of id lists need every match, so
             // the store cuts the page only for plain type queries.
-            let wanted = if attr_filter.is_some() || ids.is_some() || per_entity.is_some() {
+            let wanted = if attr_filter.is_some()
+                || ids.is_some()
+                || per_entity.is_some()
+                || q_filter.is_some()
+                || id_pattern.is_some()
+            {
                 usize::MAX
             } else {
                 offset + limit
@@ -381,8 +422,30 @@ pub async fn query(
             if let Some(access) = &per_entity {
                 found.retain(|e| access.on_entity(Action::EntityRead, &entity_ref(&tenant, e)));
             }
+            if let Some(re) = &id_pattern {
+                found.retain(|e| re.is_match(e.id.as_str()));
+            }
+            if let Some(q) = &q_filter {
+                found.retain(|e| {
+                    if personal_all
+                        || !e.attrs.iter().any(|a| a.privacy != PrivacyClass::Public)
+                        || q_access.on_entity(Action::PersonalRead, &entity_ref(&tenant, e))
+                    {
+                        q.matches(e)
+                    } else {
+                        let mut visible = e.clone();
+                        visible.attrs.retain(|a| a.privacy == PrivacyClass::Public);
+                        q.matches(&visible)
+                    }
+                });
+            }
             if want_count {
-                total += if ids.is_none() && attr_filter.is_none() && per_entity.is_none() {
+                total += if ids.is_none()
+                    && attr_filter.is_none()
+                    && per_entity.is_none()
+                    && q_filter.is_none()
+                    && id_pattern.is_none()
+                {
                     store.count_entities(&tenant, ty.as_deref())?
                 } else {
                     found.len() as u64

@@ -550,6 +550,28 @@ async fn citizens_see_their_own_data_and_who_read_it() {
         .expect("JSON");
     assert!(public.get("waterConsumption").is_some(), "{public}");
     assert!(public.get("accountNumber").is_none(), "{public}");
+    // Nor can the analyst probe personal attributes with q: they are invisible to it.
+    let q = |expr: &str| {
+        format!(
+            "{}/ngsi-ld/v1/entities?type=WaterConsumptionObserved&q={expr}",
+            node.base
+        )
+    };
+    for (expr, found) in [
+        ("waterConsumption", true),
+        ("accountNumber", false),
+        ("accountNumber~=.", false),
+    ] {
+        let list: Value = analyst
+            .get(q(expr))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(list.to_string().contains(OWNED), found, "q={expr}: {list}");
+    }
     let no_purpose: Value = admin
         .get(&url)
         .send()
