@@ -128,6 +128,26 @@ async fn get_sub(node: &Node, tenant: &str, id: &str) -> Value {
     r.json().await.unwrap()
 }
 
+async fn patch_sub(node: &Node, tenant: &str, id: &str, body: Value) -> reqwest::Response {
+    node.http
+        .patch(node.url(&format!("{SUBS}/{id}")))
+        .header(TENANT, tenant)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn delete_sub(node: &Node, tenant: &str, id: &str) -> reqwest::Response {
+    node.http
+        .delete(node.url(&format!("{SUBS}/{id}")))
+        .header(TENANT, tenant)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn vehicle(id: &str, speed: f64, colour: &str) -> Value {
     json!({"id": id, "type": "Vehicle",
            "speed": {"type": "Property", "value": speed},
@@ -196,15 +216,13 @@ async fn crud_round_trip_with_spec_errors() {
     problem(r, 404, "ResourceNotFound").await;
 
     // PATCH changes what it names.
-    let r = node
-        .http
-        .patch(node.url(&format!("{SUBS}/{id}")))
-        .header(TENANT, "crud")
-        .header("Content-Type", "application/json")
-        .body(json!({"isActive": false, "description": "paused for now"}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = patch_sub(
+        &node,
+        "crud",
+        &id,
+        json!({"isActive": false, "description": "paused for now"}),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let s = get_sub(&node, "crud", &id).await;
     assert_eq!(s["status"], "paused");
@@ -248,13 +266,7 @@ async fn crud_round_trip_with_spec_errors() {
     problem(r, 400, "InvalidRequest").await;
 
     // DELETE, then it is gone.
-    let r = node
-        .http
-        .delete(node.url(&format!("{SUBS}/{id}")))
-        .header(TENANT, "crud")
-        .send()
-        .await
-        .unwrap();
+    let r = delete_sub(&node, "crud", &id).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = node
         .get(&format!("{SUBS}/{id}"), Some("crud"))
@@ -262,13 +274,7 @@ async fn crud_round_trip_with_spec_errors() {
         .await
         .unwrap();
     problem(r, 404, "ResourceNotFound").await;
-    let r = node
-        .http
-        .delete(node.url(&format!("{SUBS}/{id}")))
-        .header(TENANT, "crud")
-        .send()
-        .await
-        .unwrap();
+    let r = delete_sub(&node, "crud", &id).await;
     problem(r, 404, "ResourceNotFound").await;
 }
 
@@ -359,15 +365,7 @@ async fn notifications_follow_entities_watched_attributes_and_q_in_one_tenant() 
     assert!(s["notification"]["lastNotification"].is_string());
 
     // Paused: nothing is sent.
-    let r = node
-        .http
-        .patch(node.url(&format!("{SUBS}/{id}")))
-        .header(TENANT, "metro")
-        .header("Content-Type", "application/json")
-        .body(json!({"isActive": false}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = patch_sub(&node, "metro", &id, json!({"isActive": false})).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     upsert(
         &node,
