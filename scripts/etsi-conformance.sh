@@ -49,6 +49,11 @@ if [[ ! -x "$WORK/venv/bin/robot" ]] || ! cmp -s "$SUITE_SRC/requirements.txt" "
   rm -rf "$WORK/venv"
   python3 -m venv "$WORK/venv"
   "$WORK/venv/bin/pip" install --quiet --disable-pip-version-check -r "$SUITE_SRC/requirements.txt"
+  # The suite ships its own fork of the HttpCtrl mock server (it records the requests
+  # its stubs answer, which the distributed-operations tests read); use it.
+  if [[ -d "$SUITE_SRC/libraries/robotframework-httpctrl" ]]; then
+    "$WORK/venv/bin/pip" install --quiet --disable-pip-version-check "$SUITE_SRC/libraries/robotframework-httpctrl"
+  fi
   cp "$SUITE_SRC/requirements.txt" "$WORK/venv/.requirements"
 fi
 
@@ -61,6 +66,19 @@ CTX_URL="http://127.0.0.1:$CTX_PORT"
 FORGE='https://forge.etsi.org/rep/cim/ngsi-ld-test-suite/-/raw/develop/resources/jsonld-contexts'
 grep -rlF "$FORGE" "$WORK/suite" | while read -r f; do
   sed -i "s#$FORGE#$CTX_URL#g" "$f"
+done
+# Some payloads name Easy Global Market's copy of the suite context (the same terms,
+# compounded with the core context). It is not in the suite's tree: serve an
+# equivalent built from the suite's own context file.
+EGM='https://easy-global-market.github.io/ngsild-api-data-models/ngsildTestSuite'
+CTX_DIR="$WORK/suite/resources/jsonld-contexts"
+mkdir -p "$CTX_DIR/egm"
+cp "$CTX_DIR/ngsi-ld-test-suite.jsonld" "$CTX_DIR/egm/ngsildTestSuite.jsonld"
+cat > "$CTX_DIR/egm/ngsildTestSuiteV1.8-compound.jsonld" <<EOF
+{"@context": ["$CTX_URL/egm/ngsildTestSuite.jsonld", "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"]}
+EOF
+grep -rlF "$EGM" "$WORK/suite" | while read -r f; do
+  sed -i "s#$EGM#$CTX_URL/egm#g" "$f"
 done
 cat > "$WORK/suite/resources/variables.py" <<EOF
 url = 'http://127.0.0.1:$PORT/ngsi-ld/v1'
@@ -87,7 +105,7 @@ trap cleanup EXIT
 
 step "serving the suite's @context files at $CTX_URL"
 "$WORK/venv/bin/python" -m http.server "$CTX_PORT" --bind 127.0.0.1 \
-  --directory "$WORK/suite/resources/jsonld-contexts" >"$WORK/ctx-server.log" 2>&1 &
+  --directory "$CTX_DIR" >"$WORK/ctx-server.log" 2>&1 &
 PIDS+=($!)
 
 # 3. A node on an empty data dir.
@@ -107,6 +125,10 @@ data_dir = "$DATA"
 [subscriptions]
 # The suite's notification endpoint listens on loopback.
 allow_private_endpoints = true
+
+[contexts]
+# The suite's @context files are served on loopback.
+allow_private = true
 EOF
 step "starting $POLITY_BIN serve on 127.0.0.1:$PORT"
 "$POLITY_BIN" serve --config "$WORK/node.toml" --insecure-no-auth --log "${POLITY_LOG:-warn}" \

@@ -60,11 +60,11 @@ mod tests {
     use polity_model::Tenant;
 
     fn batch(n: usize) -> Arc<Batch> {
-        Arc::new(Batch {
-            tenant: Tenant::new("adelaide").unwrap(),
-            source: Arc::from(format!("s{n}")),
-            observations: vec![],
-        })
+        Arc::new(Batch::of(
+            Tenant::new("adelaide").unwrap(),
+            Arc::from(format!("s{n}")),
+            vec![],
+        ))
     }
 
     #[tokio::test]

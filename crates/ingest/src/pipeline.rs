@@ -124,7 +124,7 @@ impl IngestHandle {
         mut batch: Batch,
         counters: &Arc<SourceCounters>,
     ) -> Result<(), IngestError> {
-        if batch.observations.is_empty() {
+        if batch.is_empty() {
             return Ok(());
         }
         self.normalizer.normalize(&mut batch);

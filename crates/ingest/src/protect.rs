@@ -261,9 +261,15 @@ impl Protector {
                     Value::Number(n) => self
                         .pseudonym(&tenant, rule, &n.to_string())
                         .map(|p| Value::Text(p.into())),
-                    Value::Json(j) => {
+                    Value::Json(j)
+                    | Value::LanguageMap(j)
+                    | Value::Vocab(j)
+                    | Value::JsonValue(j)
+                    | Value::List(j)
+                    | Value::ListRelationship(j) => {
                         let mut j = (**j).clone();
                         let ok = pseudonymize_json(&mut j, &mut |s| self.pseudonym(&tenant, rule, s));
+                        // Whatever the attribute type, the pseudonyms are plain values.
                         ok.then(|| Value::Json(Arc::new(j)))
                     }
                     Value::Bool(_) | Value::Geo(_) => None,
@@ -336,6 +342,7 @@ mod tests {
             value,
             unit: None,
             observed_at: Timestamp::now(),
+            observed: true,
             privacy,
             meta: None,
         }
@@ -347,10 +354,10 @@ mod tests {
         let keys = polity_privacy::KeyDir::open(dir.path()).unwrap();
         let p = Protector::new(Arc::new(Pseudonymizer::new(keys)));
         let tenant = Tenant::new("adelaide").unwrap();
-        let mut batch = Batch {
-            tenant: tenant.clone(),
-            source: Arc::from("t"),
-            observations: vec![
+        let mut batch = Batch::of(
+            tenant.clone(),
+            Arc::from("t"),
+            vec![
                 obs(
                     "https://smartdatamodels.org/owner",
                     Value::Relationship(EntityId::new("urn:ngsi-ld:Person:alice").unwrap()),
@@ -380,7 +387,7 @@ mod tests {
                 ),
                 obs("temperature", Value::Number(21.5), PrivacyClass::Public),
             ],
-        };
+        );
         assert_eq!(p.protect(&mut batch), 0);
         let text = serde_json::to_string(&batch.observations).unwrap();
         for clear in [

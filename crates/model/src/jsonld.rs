@@ -457,12 +457,15 @@ impl Context {
             return Cow::Borrowed(t);
         }
         if let Some(rest) = iri.strip_prefix(self.vocab()) {
-            // Default-vocabulary IRIs compact to the bare name or stay whole.
+            // A default-vocabulary IRI compacts to the bare name, unless a term of that
+            // name means something else: then to a compact IRI (`ngsi-ld:default-context/x`).
             let bare = !rest.is_empty()
                 && !self.terms.contains_key(rest)
                 && !rest.contains(':')
                 && !rest.starts_with('@');
-            return Cow::Borrowed(if bare { rest } else { iri });
+            if bare {
+                return Cow::Borrowed(rest);
+            }
         }
         for (term, prefix) in &self.prefixes {
             if let Some(suffix) = iri.strip_prefix(&**prefix)

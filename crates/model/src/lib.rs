@@ -30,14 +30,14 @@ pub mod senml;
 pub mod time;
 pub mod units;
 
-pub use entity::EntityState;
+pub use entity::{AttrTimes, EntityOp, EntityState, Instances};
 pub use id::{EntityId, IdError, Tenant};
 pub use jsonld::{Context, ContextCache, JsonLdError};
 pub use ngsild::{
     Format, NgsiLdError, ParseDefaults, ParsedEntity, RenderOptions, TemporalOptions, parse_entity,
-    render_entity, render_temporal,
+    parse_fragment, render_entity, render_temporal,
 };
-pub use observation::{Batch, Interner, Observation, PrivacyClass, Value};
+pub use observation::{Batch, Fold, Interner, Observation, PrivacyClass, Value};
 pub use query::{Query, QueryError};
 pub use senml::{Pack, Record, ResolvedRecord, SenmlError, SenmlValue};
 pub use time::Timestamp;

@@ -10,20 +10,21 @@
 //! Rules worth knowing:
 //! - A multi-typed entity (`"type": ["A", "B"]`) keeps the **first** type as its
 //!   primary type (stored on each observation); all types are in [`ParsedEntity::types`].
-//! - An attribute without `observedAt` is stamped with [`ParseDefaults::observed_at`].
+//! - An attribute without `observedAt` is placed in time at [`ParseDefaults::observed_at`]
+//!   with [`Observation::observed`] false, so it renders without `observedAt`.
 //! - Sub-attributes (any key of an attribute besides `type`, `value`, `object`,
 //!   `observedAt`, `unitCode`, `datasetId`) are kept in [`Observation::meta`] with
 //!   expanded names and normalized values (`{"type":"Property","value":…}`).
-//! - `LanguageProperty`, `VocabProperty`, `JsonProperty`, `ListProperty` and
-//!   `ListRelationship` are rejected for now: the hot-path [`Value`] has no variant
-//!   that would render them back faithfully.
+//! - Every NGSI-LD attribute type is kept: Property, Relationship, GeoProperty,
+//!   LanguageProperty, VocabProperty (terms expanded, compacted on output),
+//!   JsonProperty (verbatim), ListProperty and ListRelationship.
 
 use std::{collections::HashSet, sync::Arc};
 
 use serde_json::{Map, Value as Json};
 
 use crate::{
-    entity::EntityState,
+    entity::{AttrTimes, EntityState},
     id::{EntityId, is_absolute_uri},
     jsonld::Context,
     observation::{Observation, PrivacyClass, Value},
@@ -93,16 +94,101 @@ pub struct ParsedEntity {
     pub entity_type: Arc<str>,
     /// All types given, expanded, in the order given.
     pub types: Vec<Arc<str>>,
+    /// The entity's `scope`, if it has one.
+    pub scope: Option<Vec<Arc<str>>>,
     /// One observation per attribute instance, in body order.
     pub observations: Vec<Observation>,
 }
 
-/// The NGSI-LD attribute types Polity stores.
+/// The NGSI-LD attribute types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Property,
     Relationship,
     GeoProperty,
+    LanguageProperty,
+    VocabProperty,
+    JsonProperty,
+    ListProperty,
+    ListRelationship,
+}
+
+impl Kind {
+    /// The attribute type named by an expanded `type` value.
+    fn from_iri(iri: &str) -> Option<Kind> {
+        Some(match iri.strip_prefix(NGSI)? {
+            "Property" => Kind::Property,
+            "Relationship" => Kind::Relationship,
+            "GeoProperty" => Kind::GeoProperty,
+            "LanguageProperty" => Kind::LanguageProperty,
+            "VocabProperty" => Kind::VocabProperty,
+            "JsonProperty" => Kind::JsonProperty,
+            "ListProperty" => Kind::ListProperty,
+            "ListRelationship" => Kind::ListRelationship,
+            _ => return None,
+        })
+    }
+
+    /// The member holding the value in the normalized and concise forms.
+    fn value_key(self) -> &'static str {
+        match self {
+            Kind::Property | Kind::GeoProperty => "value",
+            Kind::Relationship => "object",
+            Kind::LanguageProperty => "languageMap",
+            Kind::VocabProperty => "vocab",
+            Kind::JsonProperty => "json",
+            Kind::ListProperty => "valueList",
+            Kind::ListRelationship => "objectList",
+        }
+    }
+
+    /// The kind a concise attribute object is, from the value member it has.
+    fn from_members(o: &Map<String, Json>) -> Option<Kind> {
+        [
+            ("languageMap", Kind::LanguageProperty),
+            ("vocab", Kind::VocabProperty),
+            ("json", Kind::JsonProperty),
+            ("valueList", Kind::ListProperty),
+            ("objectList", Kind::ListRelationship),
+            ("object", Kind::Relationship),
+        ]
+        .into_iter()
+        .find(|(k, _)| o.contains_key(*k))
+        .map(|(_, kind)| kind)
+    }
+}
+
+/// A vocab value (a term or an array of terms), expanded against `ctx`.
+fn expand_vocab(v: &Json, ctx: &Context) -> Option<Json> {
+    match v {
+        Json::String(s) => Some(Json::from(ctx.expand_term(s).into_owned())),
+        Json::Array(a) if !a.is_empty() => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(|s| Json::from(ctx.expand_term(s).into_owned()))
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Json::Array),
+        _ => None,
+    }
+}
+
+/// A stored vocab value compacted against `ctx`.
+fn compact_vocab(v: &Json, ctx: &Context) -> Json {
+    match v {
+        Json::String(s) => Json::from(ctx.compact_iri(s).into_owned()),
+        Json::Array(a) => Json::Array(a.iter().map(|x| compact_vocab(x, ctx)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A language map: language tags to strings (or arrays of strings).
+fn valid_language_map(v: &Json) -> bool {
+    v.as_object().is_some_and(|m| {
+        m.values()
+            .all(|x| x.is_string() || x.as_array().is_some_and(|a| a.iter().all(Json::is_string)))
+    })
 }
 
 /// One attribute instance before it becomes an observation.
@@ -260,6 +346,11 @@ fn reserved(k: &str) -> bool {
         "type"
             | "value"
             | "object"
+            | "languageMap"
+            | "vocab"
+            | "json"
+            | "valueList"
+            | "objectList"
             | "observedAt"
             | "unitCode"
             | "datasetId"
@@ -295,100 +386,82 @@ fn instance(name: &str, v: &Json, ctx: &Context, depth: usize) -> Result<Instanc
             }),
         };
     };
-    let declared = o
-        .get("type")
-        .and_then(Json::as_str)
-        .map(|t| ctx.expand_term(t));
-    let kind = match declared.as_deref() {
-        Some(t) if t.strip_prefix(NGSI) == Some("Property") => Kind::Property,
-        Some(t) if t.strip_prefix(NGSI) == Some("Relationship") => Kind::Relationship,
-        Some(t) if t.strip_prefix(NGSI) == Some("GeoProperty") => Kind::GeoProperty,
-        Some(t)
-            if [
-                "LanguageProperty",
-                "VocabProperty",
-                "JsonProperty",
-                "ListProperty",
-                "ListRelationship",
-            ]
-            .iter()
-            .any(|k| t.strip_prefix(NGSI) == Some(k)) =>
-        {
-            return Err(bad(format!(
-                "attribute `{}` is a {}, which Polity does not store yet; send it as a Property",
-                clip(name),
-                t.trim_start_matches(NGSI)
-            )));
-        }
-        _ if looks_geojson(v) => {
-            // Concise GeoProperty: the geometry itself.
-            validate_geometry(v).map_err(|e| bad(format!("attribute `{}`: {e}", clip(name))))?;
-            return Ok(Instance {
-                value: Value::Geo(Arc::new(v.clone())),
-                unit: None,
-                observed_at: None,
-                dataset_id: None,
-                meta: Map::new(),
-            });
-        }
-        Some(_) if o.contains_key("value") || o.contains_key("object") => {
-            return Err(bad(format!(
-                "attribute `{}` has type `{}`; use Property, Relationship or GeoProperty",
-                clip(name),
-                clip(o.get("type").and_then(Json::as_str).unwrap_or(""))
-            )));
-        }
-        _ if o.contains_key("value") => {
+    let declared = o.get("type").map(|t| match t {
+        Json::String(t) => Ok(ctx.expand_term(t).into_owned()),
+        _ => Err(bad(format!(
+            "the type of attribute `{}` must be a string such as \"Property\"",
+            clip(name)
+        ))),
+    });
+    let kind = match declared.transpose()? {
+        Some(t) => match Kind::from_iri(&t) {
+            Some(k) => k,
+            None if looks_geojson(v) => {
+                validate_geometry(v)
+                    .map_err(|e| bad(format!("attribute `{}`: {e}", clip(name))))?;
+                return Ok(Instance {
+                    value: Value::Geo(Arc::new(v.clone())),
+                    unit: None,
+                    observed_at: None,
+                    dataset_id: None,
+                    meta: Map::new(),
+                });
+            }
+            None => {
+                return Err(bad(format!(
+                    "attribute `{}` has type `{}`; use Property, Relationship, GeoProperty, LanguageProperty, VocabProperty, JsonProperty, ListProperty or ListRelationship",
+                    clip(name),
+                    clip(o.get("type").and_then(Json::as_str).unwrap_or(""))
+                )));
+            }
+        },
+        None if o.contains_key("value") => {
             if o.get("value").is_some_and(looks_geojson) {
                 Kind::GeoProperty
             } else {
                 Kind::Property
             }
         }
-        _ if o.contains_key("object") => Kind::Relationship,
-        // A bare JSON object with neither: a structured Property value (concise form).
-        _ => {
-            return Ok(Instance {
-                value: Value::Json(Arc::new(v.clone())),
-                unit: None,
-                observed_at: None,
-                dataset_id: None,
-                meta: Map::new(),
-            });
-        }
+        None => match Kind::from_members(o) {
+            Some(k) => k,
+            // A bare JSON object with no value member: a structured Property value
+            // (concise form).
+            None => {
+                return Ok(Instance {
+                    value: Value::Json(Arc::new(v.clone())),
+                    unit: None,
+                    observed_at: None,
+                    dataset_id: None,
+                    meta: Map::new(),
+                });
+            }
+        },
+    };
+    let member = kind.value_key();
+    let missing = || {
+        bad(format!(
+            "attribute `{}` is a {kind:?} without \"{member}\"; add it",
+            clip(name)
+        ))
+    };
+    let raw = match o.get(member) {
+        None | Some(Json::Null) => return Err(missing()),
+        Some(v) => v,
     };
     let value = match kind {
-        Kind::Property => match o.get("value") {
-            None | Some(Json::Null) => {
-                return Err(bad(format!(
-                    "attribute `{}` is a Property without a value; add \"value\"",
-                    clip(name)
-                )));
-            }
-            Some(v) => scalar(v),
-        },
-        Kind::GeoProperty => match o.get("value") {
-            Some(g) => {
-                validate_geometry(g)
-                    .map_err(|e| bad(format!("GeoProperty `{}`: {e}", clip(name))))?;
-                Value::Geo(Arc::new(g.clone()))
-            }
-            None => {
-                return Err(bad(format!(
-                    "GeoProperty `{}` has no value; add a GeoJSON geometry as \"value\"",
-                    clip(name)
-                )));
-            }
-        },
+        Kind::Property => scalar(raw),
+        Kind::GeoProperty => {
+            validate_geometry(raw)
+                .map_err(|e| bad(format!("GeoProperty `{}`: {e}", clip(name))))?;
+            Value::Geo(Arc::new(raw.clone()))
+        }
         Kind::Relationship => {
-            let target = match o.get("object") {
-                Some(Json::String(s)) => s.as_str(),
-                Some(Json::Array(a)) if a.len() == 1 && a[0].is_string() => {
-                    a[0].as_str().unwrap_or("")
-                }
-                Some(Json::Array(_)) => {
+            let target = match raw {
+                Json::String(s) => s.as_str(),
+                Json::Array(a) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or(""),
+                Json::Array(_) => {
                     return Err(bad(format!(
-                        "Relationship `{}` has several objects; send one instance per object, each with its own datasetId",
+                        "Relationship `{}` has several objects; send one instance per object, each with its own datasetId, or a ListRelationship",
                         clip(name)
                     )));
                 }
@@ -402,6 +475,53 @@ fn instance(name: &str, v: &Json, ctx: &Context, depth: usize) -> Result<Instanc
             let id = EntityId::new(target)
                 .map_err(|e| bad(format!("Relationship `{}`: {e}", clip(name))))?;
             Value::Relationship(id)
+        }
+        Kind::LanguageProperty => {
+            if !valid_language_map(raw) {
+                return Err(bad(format!(
+                    "LanguageProperty `{}` needs \"languageMap\": an object of language tags to strings, such as {{\"en\": \"Main Street\"}}",
+                    clip(name)
+                )));
+            }
+            Value::LanguageMap(Arc::new(raw.clone()))
+        }
+        Kind::VocabProperty => match expand_vocab(raw, ctx) {
+            Some(v) => Value::Vocab(Arc::new(v)),
+            None => {
+                return Err(bad(format!(
+                    "VocabProperty `{}` needs \"vocab\": a term or an array of terms",
+                    clip(name)
+                )));
+            }
+        },
+        Kind::JsonProperty => Value::JsonValue(Arc::new(raw.clone())),
+        Kind::ListProperty => match raw {
+            Json::Array(_) => Value::List(Arc::new(raw.clone())),
+            _ => {
+                return Err(bad(format!(
+                    "ListProperty `{}` needs \"valueList\": an array",
+                    clip(name)
+                )));
+            }
+        },
+        Kind::ListRelationship => {
+            let ok = raw.as_array().is_some_and(|a| {
+                a.iter().all(|x| {
+                    let id = match x {
+                        Json::String(s) => Some(s.as_str()),
+                        Json::Object(m) => m.get("object").and_then(Json::as_str),
+                        _ => None,
+                    };
+                    id.is_some_and(is_absolute_uri)
+                })
+            });
+            if !ok {
+                return Err(bad(format!(
+                    "ListRelationship `{}` needs \"objectList\": an array of entity ids (URIs)",
+                    clip(name)
+                )));
+            }
+            Value::ListRelationship(Arc::new(raw.clone()))
         }
     };
     let observed_at = match o.get("observedAt") {
@@ -476,7 +596,7 @@ fn instance(name: &str, v: &Json, ctx: &Context, depth: usize) -> Result<Instanc
 /// The normalized JSON of an instance, as kept in `meta` (sub-attribute names expanded).
 fn instance_json(i: &Instance) -> Json {
     let mut m = Map::new();
-    let (ty, key, v) = value_parts(&i.value);
+    let (ty, key, v) = value_parts(&i.value, Context::core());
     m.insert("type".into(), Json::from(ty));
     m.insert(key.into(), v);
     if let Some(t) = i.observed_at {
@@ -503,8 +623,9 @@ fn number(x: f64) -> Json {
     }
 }
 
-/// (attribute type, key holding the value, the value) for a hot-path value.
-fn value_parts(v: &Value) -> (&'static str, &'static str, Json) {
+/// (attribute type, key holding the value, the value) for a hot-path value, with
+/// vocab terms compacted against `ctx`.
+fn value_parts(v: &Value, ctx: &Context) -> (&'static str, &'static str, Json) {
     match v {
         Value::Number(x) => ("Property", "value", number(*x)),
         Value::Bool(b) => ("Property", "value", Json::Bool(*b)),
@@ -512,6 +633,26 @@ fn value_parts(v: &Value) -> (&'static str, &'static str, Json) {
         Value::Json(j) => ("Property", "value", (**j).clone()),
         Value::Relationship(id) => ("Relationship", "object", Json::from(id.as_str())),
         Value::Geo(g) => ("GeoProperty", "value", (**g).clone()),
+        Value::LanguageMap(m) => ("LanguageProperty", "languageMap", (**m).clone()),
+        Value::Vocab(v) => ("VocabProperty", "vocab", compact_vocab(v, ctx)),
+        Value::JsonValue(j) => ("JsonProperty", "json", (**j).clone()),
+        Value::List(l) => ("ListProperty", "valueList", (**l).clone()),
+        Value::ListRelationship(l) => ("ListRelationship", "objectList", (**l).clone()),
+    }
+}
+
+/// The keyValues (simplified) form of a value: Properties and GeoProperties give their
+/// value, Relationships their object; the other kinds keep their member name, as in
+/// `{"languageMap": {...}}`, so that they are told apart.
+fn simplified(v: &Value, ctx: &Context) -> Json {
+    let (_, key, json) = value_parts(v, ctx);
+    match key {
+        "value" | "object" => json,
+        _ => {
+            let mut m = Map::new();
+            m.insert(key.into(), json);
+            Json::Object(m)
+        }
     }
 }
 
@@ -569,9 +710,20 @@ pub fn parse_entity(
                 clip(t)
             )));
         }
-        types.push(Arc::<str>::from(ctx.expand_term(t)));
+        let expanded = ctx.expand_term(t);
+        if expanded.starts_with('@') {
+            return Err(bad(format!(
+                "entity type `{}` names the JSON-LD keyword {expanded}; use a type name",
+                clip(t)
+            )));
+        }
+        types.push(Arc::<str>::from(expanded));
     }
     let entity_type = types[0].clone();
+    let scope = match o.get("scope") {
+        None => None,
+        Some(v) => Some(parse_scope(v)?),
+    };
     let mut observations = Vec::with_capacity(o.len());
     let mut seen: HashSet<(Arc<str>, Option<Arc<str>>)> = HashSet::new();
     for (name, v) in o {
@@ -618,6 +770,7 @@ pub fn parse_entity(
                 value: inst.value,
                 unit: inst.unit,
                 observed_at: inst.observed_at.unwrap_or(defaults.observed_at),
+                observed: inst.observed_at.is_some(),
                 privacy: defaults.privacy,
                 meta: (!inst.meta.is_empty()).then(|| Arc::new(inst.meta)),
             });
@@ -629,7 +782,10 @@ pub fn parse_entity(
             .as_millis()
             .saturating_add(crate::time::MAX_FUTURE_SKEW_MS),
     );
-    if let Some(o) = observations.iter().find(|o| o.observed_at > limit) {
+    if let Some(o) = observations
+        .iter()
+        .find(|o| o.observed && o.observed_at > limit)
+    {
         return Err(NgsiLdError::BadRequestData(format!(
             "observedAt {} of attribute `{}` is more than 10 minutes after the time of receipt {}; send the time the value was observed",
             o.observed_at,
@@ -641,8 +797,79 @@ pub fn parse_entity(
         id,
         entity_type,
         types,
+        scope,
         observations,
     })
+}
+
+/// Parses an entity fragment (the body of an attribute append, update, merge or
+/// replace) for the entity `id` of primary type `entity_type` (expanded). The fragment
+/// may carry `id` and `type` (the `id` must then be `id`); its types, if any, are in
+/// [`ParsedEntity::types`], otherwise that is empty.
+pub fn parse_fragment(
+    body: &Json,
+    ctx: &Context,
+    defaults: &ParseDefaults,
+    id: &EntityId,
+    entity_type: &str,
+) -> Result<ParsedEntity, NgsiLdError> {
+    let Json::Object(o) = body else {
+        return Err(NgsiLdError::InvalidRequest(
+            "an entity fragment must be a JSON object of attributes".into(),
+        ));
+    };
+    if let Some(given) = o.get("id").or_else(|| o.get("@id"))
+        && given.as_str() != Some(id.as_str())
+    {
+        return Err(bad(format!(
+            "the fragment's id {given} is not the entity's id `{id}`; leave it out"
+        )));
+    }
+    let has_type = o.contains_key("type") || o.contains_key("@type");
+    let mut full = o.clone();
+    full.insert("id".into(), Json::from(id.as_str()));
+    if !has_type {
+        full.insert("type".into(), Json::from(entity_type));
+    }
+    let mut parsed = parse_entity(&Json::Object(full), ctx, defaults)?;
+    if !has_type {
+        parsed.types.clear();
+    }
+    Ok(parsed)
+}
+
+/// Renders one stored attribute instance in the normalized form, names compacted with
+/// `ctx` (for merging a fragment into it).
+pub fn render_attribute(o: &Observation, ctx: &Context) -> Json {
+    render_instance(o, None, ctx, &RenderOptions::default(), false)
+}
+
+/// Parses an NGSI-LD `scope` value: a scope (`/Madrid/Gardens`) or an array of them.
+pub fn parse_scope(v: &Json) -> Result<Vec<Arc<str>>, NgsiLdError> {
+    let one = |x: &Json| -> Result<Arc<str>, NgsiLdError> {
+        match x {
+            Json::String(s) if valid_scope(s) => Ok(Arc::from(s.as_str())),
+            _ => Err(bad(format!(
+                "scope `{}` is not a scope; write it as a path such as \"/Madrid/Gardens\"",
+                clip(&x.to_string())
+            ))),
+        }
+    };
+    match v {
+        Json::Array(a) if !a.is_empty() => a.iter().map(one).collect(),
+        Json::Array(_) => Err(bad("scope is an empty array; leave it out instead")),
+        other => Ok(vec![one(other)?]),
+    }
+}
+
+/// A scope: `/` followed by one or more non-empty levels without `/` at the end and
+/// without characters the scope query language uses.
+fn valid_scope(s: &str) -> bool {
+    s.len() <= 1024
+        && s.starts_with('/')
+        && s[1..]
+            .split('/')
+            .all(|l| !l.is_empty() && !l.contains([' ', ';', ',', '(', ')', '+', '#', '"']))
 }
 
 /// The representation to render.
@@ -704,27 +931,76 @@ fn render_meta(
     }
 }
 
-fn render_instance(o: &Observation, ctx: &Context, format: Format) -> Json {
-    let (ty, key, v) = value_parts(&o.value);
+fn render_instance(
+    o: &Observation,
+    times: Option<&AttrTimes>,
+    ctx: &Context,
+    opts: &RenderOptions,
+    alone: bool,
+) -> Json {
+    let format = opts.format;
     if format == Format::KeyValues {
-        return v;
+        return simplified(&o.value, ctx);
     }
+    let (ty, key, v) = value_parts(&o.value, ctx);
     let mut m = Map::new();
     if format == Format::Normalized {
         m.insert("type".into(), Json::from(ty));
     }
     m.insert(key.into(), v);
-    m.insert("observedAt".into(), Json::from(o.observed_at.to_string()));
+    if o.observed {
+        m.insert("observedAt".into(), Json::from(o.observed_at.to_string()));
+    }
     if let Some(u) = o.unit {
         m.insert("unitCode".into(), Json::from(u.as_str()));
     }
     if let Some(d) = &o.dataset_id {
         m.insert("datasetId".into(), Json::from(&**d));
     }
+    if opts.sys_attrs
+        && let Some(t) = times
+    {
+        m.insert("createdAt".into(), Json::from(t.created_at.to_string()));
+        m.insert("modifiedAt".into(), Json::from(t.modified_at.to_string()));
+    }
     if let Some(meta) = &o.meta {
         render_meta(meta, ctx, format == Format::Concise, &mut m);
     }
+    // Concise: a lone Property that is only a scalar value is the value itself (in a
+    // multi-instance array every instance stays an object).
+    if format == Format::Concise
+        && alone
+        && m.len() == 1
+        && key == "value"
+        && m.get("value")
+            .is_some_and(|v| !v.is_object() && !v.is_array())
+    {
+        return m.remove("value").unwrap_or(Json::Null);
+    }
     Json::Object(m)
+}
+
+/// The `type` member of an entity: one type as a string, several as an array.
+pub fn render_types(state: &EntityState, ctx: &Context) -> Json {
+    if state.other_types.is_empty() {
+        Json::from(ctx.compact_iri(&state.entity_type))
+    } else {
+        Json::Array(
+            state
+                .types()
+                .map(|t| Json::from(ctx.compact_iri(t)))
+                .collect(),
+        )
+    }
+}
+
+/// The `scope` member of an entity: one scope as a string, several as an array.
+pub fn render_scope(scope: &[Arc<str>]) -> Option<Json> {
+    match scope {
+        [] => None,
+        [one] => Some(Json::from(&**one)),
+        many => Some(Json::Array(many.iter().map(|s| Json::from(&**s)).collect())),
+    }
 }
 
 /// Groups observations by attribute, keeping first-seen attribute order.
@@ -745,10 +1021,10 @@ fn group<'a>(obs: impl Iterator<Item = &'a Observation>) -> Vec<(&'a str, Vec<&'
 pub fn render_entity(state: &EntityState, ctx: &Context, opts: &RenderOptions) -> Json {
     let mut m = Map::new();
     m.insert("id".into(), Json::from(state.id.as_str()));
-    m.insert(
-        "type".into(),
-        Json::from(ctx.compact_iri(&state.entity_type)),
-    );
+    m.insert("type".into(), render_types(state, ctx));
+    if let Some(scope) = render_scope(&state.scope) {
+        m.insert("scope".into(), scope);
+    }
     if opts.sys_attrs {
         m.insert("createdAt".into(), Json::from(state.created_at.to_string()));
         m.insert(
@@ -757,15 +1033,15 @@ pub fn render_entity(state: &EntityState, ctx: &Context, opts: &RenderOptions) -
         );
     }
     for (attr, insts) in group(state.attrs.iter().filter(|o| wanted(&opts.attrs, &o.attr))) {
-        let rendered = if insts.len() == 1 && insts[0].dataset_id.is_none() {
-            render_instance(insts[0], ctx, opts.format)
+        let alone = insts.len() == 1;
+        let render = |o: &Observation| {
+            let times = state.times(&o.attr, o.dataset_id.as_deref());
+            render_instance(o, times, ctx, opts, alone)
+        };
+        let rendered = if alone {
+            render(insts[0])
         } else {
-            Json::Array(
-                insts
-                    .iter()
-                    .map(|o| render_instance(o, ctx, opts.format))
-                    .collect(),
-            )
+            Json::Array(insts.iter().map(|o| render(o)).collect())
         };
         m.insert(ctx.compact_iri(attr).into_owned(), rendered);
     }
@@ -812,13 +1088,13 @@ pub fn render_temporal(
             let objs: Vec<Json> = by_ds
                 .into_iter()
                 .map(|(ds, os)| {
-                    let (ty, key, _) = value_parts(&os[0].value);
+                    let (ty, key, _) = value_parts(&os[0].value, ctx);
                     let list_key = if key == "object" { "objects" } else { "values" };
                     let pairs: Vec<Json> = os
                         .iter()
                         .map(|o| {
                             Json::Array(vec![
-                                value_parts(&o.value).2,
+                                value_parts(&o.value, ctx).2,
                                 Json::from(o.observed_at.to_string()),
                             ])
                         })
@@ -841,7 +1117,7 @@ pub fn render_temporal(
             Json::Array(
                 insts
                     .iter()
-                    .map(|o| render_instance(o, ctx, Format::Normalized))
+                    .map(|o| render_instance(o, None, ctx, &RenderOptions::default(), false))
                     .collect(),
             )
         };
@@ -998,7 +1274,7 @@ mod tests {
             ),
             (
                 json!({"id": "urn:x:1", "type": "T", "r": {"type": "Relationship"}}),
-                "needs \"object\"",
+                "without \"object\"",
             ),
             (
                 json!({"id": "urn:x:1", "type": "T", "r": {"type": "Relationship", "object": "nope"}}),
@@ -1006,7 +1282,7 @@ mod tests {
             ),
             (
                 json!({"id": "urn:x:1", "type": "T", "p": {"type": "Property"}}),
-                "without a value",
+                "without \"value\"",
             ),
             (json!({"id": "urn:x:1", "type": "T", "p": null}), "is null"),
             (
@@ -1038,8 +1314,20 @@ mod tests {
                 "numbers only",
             ),
             (
-                json!({"id": "urn:x:1", "type": "T", "l": {"type": "LanguageProperty", "languageMap": {"en": "x"}}}),
-                "LanguageProperty",
+                json!({"id": "urn:x:1", "type": "T", "l": {"type": "LanguageProperty", "languageMap": {"en": 1}}}),
+                "languageMap",
+            ),
+            (
+                json!({"id": "urn:x:1", "type": "T", "v": {"type": "VocabProperty", "vocab": 3}}),
+                "a term or an array of terms",
+            ),
+            (
+                json!({"id": "urn:x:1", "type": "T", "r": {"type": "ListRelationship", "objectList": ["no uri"]}}),
+                "array of entity ids",
+            ),
+            (
+                json!({"id": "urn:x:1", "type": "T", "scope": "no-slash", "p": 1}),
+                "is not a scope",
             ),
             (
                 json!({"id": "urn:x:1", "type": "T", "p": {"type": "Banana", "value": 1}}),
@@ -1105,15 +1393,87 @@ mod tests {
                 "type": "ParkingSpot",
                 "createdAt": "2023-11-14T22:13:20.000Z",
                 "modifiedAt": "2023-11-14T22:13:20.000Z",
-                "refParkingSite": {"type": "Relationship", "object": "urn:ngsi-ld:ParkingSite:1", "observedAt": "2023-11-14T22:13:20.000Z"},
+                "refParkingSite": {"type": "Relationship", "object": "urn:ngsi-ld:ParkingSite:1",
+                                   "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.000Z"},
                 "speed": [
-                    {"type": "Property", "value": 54.5, "observedAt": "2023-11-14T22:13:20.000Z"},
-                    {"type": "Property", "value": 55, "observedAt": "2023-11-14T22:13:20.000Z", "unitCode": "KMH", "datasetId": "urn:ngsi-ld:Dataset:gps"}
+                    {"type": "Property", "value": 54.5,
+                     "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.000Z"},
+                    {"type": "Property", "value": 55, "unitCode": "KMH", "datasetId": "urn:ngsi-ld:Dataset:gps",
+                     "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.000Z"}
                 ],
                 "status": {"type": "Property", "value": "free", "observedAt": "2018-09-21T12:00:00.000Z",
+                           "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.000Z",
                            "parkingPermit": {"type": "Property", "value": "yes"}}
             })
         );
+    }
+
+    #[test]
+    fn every_attribute_type_round_trips_in_every_form() {
+        let body = json!({
+            "id": "urn:ngsi-ld:Building:1",
+            "type": ["Building", "Asset"],
+            "scope": ["/Paris/Centre", "/Heritage"],
+            "street": {"type": "LanguageProperty", "languageMap": {"fr": "Grand Place", "nl": "Grote Markt"}},
+            "category": {"type": "VocabProperty", "vocab": ["monument", "sightseeing"]},
+            "config": {"type": "JsonProperty", "json": {"@id": "not expanded", "value": 1}},
+            "floors": {"type": "ListProperty", "valueList": [1, 2, 3]},
+            "neighbours": {"type": "ListRelationship", "objectList": ["urn:ngsi-ld:Building:2"]},
+            "name": {"type": "Property", "value": "Town hall"}
+        });
+        let e = parse(body.clone()).unwrap();
+        assert_eq!(e.scope.as_ref().unwrap().len(), 2);
+        assert!(
+            e.observations.iter().all(|o| !o.observed),
+            "no observedAt was given"
+        );
+        let vocab = e
+            .observations
+            .iter()
+            .find(|o| o.attr.ends_with("category"))
+            .unwrap();
+        assert_eq!(
+            vocab.value,
+            Value::Vocab(Arc::new(json!([dflt("monument"), dflt("sightseeing")]))),
+            "vocab terms are expanded"
+        );
+        let mut s = EntityState::new(e.id.clone(), e.entity_type.clone(), T0);
+        s.add_types(&e.types);
+        s.scope = e.scope.clone().unwrap();
+        for o in &e.observations {
+            s.set(o, T0);
+        }
+        let normalized = render_entity(&s, core(), &RenderOptions::default());
+        assert_eq!(normalized, body, "normalized output is the input");
+        let kv = render_entity(
+            &s,
+            core(),
+            &RenderOptions {
+                format: Format::KeyValues,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            kv["street"],
+            json!({"languageMap": {"fr": "Grand Place", "nl": "Grote Markt"}})
+        );
+        assert_eq!(
+            kv["category"],
+            json!({"vocab": ["monument", "sightseeing"]})
+        );
+        assert_eq!(kv["name"], json!("Town hall"));
+        let concise = render_entity(
+            &s,
+            core(),
+            &RenderOptions {
+                format: Format::Concise,
+                ..Default::default()
+            },
+        );
+        assert_eq!(concise["name"], json!("Town hall"));
+        let mut back = parse(concise).unwrap().observations;
+        back.sort_by(|a, b| a.attr.cmp(&b.attr));
+        assert_eq!(back, s.attrs, "concise parses back the same");
     }
 
     #[test]
@@ -1173,6 +1533,7 @@ mod tests {
             value: Value::Number(v),
             unit: UnitCode::new("KMH").ok(),
             observed_at: Timestamp::from_millis(t),
+            observed: true,
             privacy: PrivacyClass::Public,
             meta: None,
         };
@@ -1248,6 +1609,7 @@ mod tests {
                 value,
                 unit: unit.and_then(|u| UnitCode::new(u).ok()),
                 observed_at: Timestamp::from_millis(t),
+                observed: true,
                 privacy: PrivacyClass::Public,
                 meta: sub.map(|n| {
                     let mut m = Map::new();

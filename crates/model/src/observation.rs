@@ -63,6 +63,16 @@ pub enum Value {
     Geo(Arc<serde_json::Value>),
     /// A Property with a structured (object or array) value.
     Json(Arc<serde_json::Value>),
+    /// A LanguageProperty: its `languageMap` (language tag → string or strings).
+    LanguageMap(Arc<serde_json::Value>),
+    /// A VocabProperty: its `vocab`, one expanded IRI (a string) or an array of them.
+    Vocab(Arc<serde_json::Value>),
+    /// A JsonProperty: its `json` value, kept verbatim and never read as JSON-LD.
+    JsonValue(Arc<serde_json::Value>),
+    /// A ListProperty: its `valueList` (an ordered array of values).
+    List(Arc<serde_json::Value>),
+    /// A ListRelationship: its `objectList`, an ordered array of entity ids.
+    ListRelationship(Arc<serde_json::Value>),
 }
 
 impl Value {
@@ -92,8 +102,13 @@ pub struct Observation {
     /// UN/CEFACT common code of the value's unit, after normalization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<UnitCode>,
-    /// When the value was observed (NGSI-LD `observedAt`).
+    /// When the value was observed (NGSI-LD `observedAt`), or, when `observed` is
+    /// false, when the node received it. It places the instance in the temporal series.
     pub observed_at: Timestamp,
+    /// Whether `observed_at` came from the source, so that it is rendered as
+    /// `observedAt`. False for NGSI-LD attributes sent without one.
+    #[serde(default = "observed_default", skip_serializing_if = "is_true")]
+    pub observed: bool,
     /// How personal the value is.
     #[serde(default)]
     pub privacy: PrivacyClass,
@@ -101,6 +116,14 @@ pub struct Observation {
     /// (rare: most sources have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+}
+
+fn observed_default() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A batch of observations for one tenant, from one source.
@@ -112,6 +135,48 @@ pub struct Batch {
     pub source: Arc<str>,
     /// The observations, in arrival order.
     pub observations: Vec<Observation>,
+    /// Changes that are not observations, applied in order before the observations.
+    /// Empty for every device source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ops: Vec<crate::entity::EntityOp>,
+    /// How observations fold into entity state: device data keeps the latest observed
+    /// value ([`Fold::Latest`]); NGSI-LD updates replace it ([`Fold::Replace`]).
+    #[serde(default, skip_serializing_if = "Fold::is_latest")]
+    pub fold: Fold,
+}
+
+/// How a batch's observations change entity state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Fold {
+    /// An observation replaces the stored instance unless that was observed later.
+    #[default]
+    Latest,
+    /// An observation replaces the stored instance (NGSI-LD update semantics).
+    Replace,
+}
+
+impl Fold {
+    fn is_latest(&self) -> bool {
+        *self == Fold::Latest
+    }
+}
+
+impl Batch {
+    /// A batch of device observations (latest observed value wins, no operations).
+    pub fn of(tenant: Tenant, source: Arc<str>, observations: Vec<Observation>) -> Self {
+        Batch {
+            tenant,
+            source,
+            observations,
+            ops: Vec::new(),
+            fold: Fold::Latest,
+        }
+    }
+
+    /// Whether the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.observations.is_empty() && self.ops.is_empty()
+    }
 }
 
 /// Hands out one shared string per distinct name, so hot-path data shares names.

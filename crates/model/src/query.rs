@@ -350,7 +350,9 @@ impl AttrPath {
         let mut node = Node::Instance(obs);
         for sub in &self.sub_attrs {
             node = match (node, core_member(sub)) {
-                (Node::Instance(o), Some("observedAt")) => Node::Leaf(Target::Time(o.observed_at)),
+                (Node::Instance(o), Some("observedAt")) if o.observed => {
+                    Node::Leaf(Target::Time(o.observed_at))
+                }
                 (Node::Instance(o), Some("unitCode")) => {
                     Node::Leaf(Target::Str(o.unit.as_ref()?.as_str()))
                 }
@@ -370,7 +372,13 @@ impl AttrPath {
                 Value::Bool(b) => Target::Bool(*b),
                 Value::Text(s) => Target::Str(s),
                 Value::Relationship(id) => Target::Str(id.as_str()),
-                Value::Geo(j) | Value::Json(j) => Target::of(j),
+                Value::Geo(j)
+                | Value::Json(j)
+                | Value::LanguageMap(j)
+                | Value::Vocab(j)
+                | Value::JsonValue(j)
+                | Value::List(j)
+                | Value::ListRelationship(j) => Target::of(j),
             },
             Node::Sub(j) => Target::of(j.get("value").or_else(|| j.get("object"))?),
             Node::Leaf(t) => t,

@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use polity_model::{
-    Batch, EntityId, EntityState, PrivacyClass, Tenant, Timestamp,
+    EntityId, EntityOp, EntityState, PrivacyClass, Tenant, Timestamp,
     ngsild::{Format, ParseDefaults, RenderOptions, parse_entity, render_entity},
 };
 use polity_store::EntityQuery;
@@ -495,22 +495,6 @@ async fn parse_entities(
     let mut failed = Vec::new();
     for item in items {
         match parse_entity(&item, &ctx.context, &defaults) {
-            // Entity state is built from attribute observations, so an entity without
-            // attributes would be acknowledged and never stored: refuse it instead.
-            Ok(e) if e.observations.is_empty() => {
-                let problem = Problem::bad_data(format!(
-                    "entity `{}` has no attributes; this node stores entities through their attributes, so add at least one",
-                    e.id
-                ));
-                reject(
-                    st,
-                    tenant,
-                    &problem.detail,
-                    serde_json::to_vec(&item).unwrap_or_default(),
-                )
-                .await;
-                failed.push((Some(e.id.to_string()), problem));
-            }
             Ok(e) => ok.push(e),
             Err(e) => {
                 let id = item.get("id").and_then(|v| v.as_str()).map(str::to_owned);
@@ -531,7 +515,7 @@ async fn parse_entities(
 
 /// Passes `r` through; an error first keeps `body` as a dead letter with the problem's
 /// detail, so every rejected write is counted and kept.
-async fn or_reject<T>(
+pub(crate) async fn or_reject<T>(
     st: &ApiState,
     tenant: &Tenant,
     body: &impl serde::Serialize,
@@ -566,21 +550,49 @@ pub(crate) async fn reject(st: &ApiState, tenant: &Tenant, reason: &str, payload
     }
 }
 
-async fn commit(
+/// Writes whole entities: each is created if new (with its types and scope, even
+/// without attributes); with `replace`, an existing entity first loses the attributes
+/// the body does not have.
+pub(crate) async fn commit(
     st: &ApiState,
     tenant: &Tenant,
     entities: Vec<polity_model::ngsild::ParsedEntity>,
+    replace: bool,
 ) -> Result<(), Problem> {
-    let observations: Vec<_> = entities.into_iter().flat_map(|e| e.observations).collect();
-    let batch = Batch {
-        tenant: tenant.clone(),
-        source: Arc::from(st.http_source.name.as_str()),
-        observations,
-    };
-    st.ingest
-        .submit(batch, &st.http_source)
-        .await
-        .map_err(|e| Problem::new(ErrorType::ServiceUnavailable, e.to_string()))
+    let mut ops = Vec::with_capacity(entities.len());
+    let mut observations = Vec::new();
+    for e in entities {
+        if replace {
+            ops.push(EntityOp::ClearAttrs {
+                entity: e.id.clone(),
+            });
+            ops.push(EntityOp::SetTypes {
+                entity: e.id.clone(),
+                types: e.types.clone(),
+            });
+        }
+        ops.push(EntityOp::Ensure {
+            entity: e.id,
+            types: e.types,
+            scope: if replace {
+                Some(e.scope.unwrap_or_default())
+            } else {
+                e.scope
+            },
+        });
+        observations.extend(e.observations);
+    }
+    crate::provision::submit(st, tenant, ops, observations).await
+}
+
+/// A JSON response with `Content-Type: application/json`.
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// The stored type and owner of each of `ids` that exists.
@@ -649,24 +661,24 @@ pub async fn create(
 ) -> Result<Response, Problem> {
     let (tenant, _) = request::tenant(&headers, &st.default_tenant)?;
     let v = write_body(&st, &headers, &tenant, body).await?;
-    let ctx = or_reject(
-        &st,
-        &tenant,
-        &v,
-        request::context_for_body(&headers, &v, &st.contexts),
-    )
-    .await?;
     if !v.is_object() {
         return or_reject(
             &st,
             &tenant,
             &v,
-            Err(Problem::bad_data(
+            Err(Problem::invalid(
                 "the body of an entity creation must be one JSON object",
             )),
         )
         .await;
     }
+    let ctx = or_reject(
+        &st,
+        &tenant,
+        &v,
+        request::context_for_body(&headers, &v, &st.contexts).await,
+    )
+    .await?;
     let (mut ok, mut failed) = parse_entities(&st, &tenant, &ctx, vec![v]).await;
     if let Some((_, p)) = failed.pop() {
         return Err(p);
@@ -693,7 +705,7 @@ pub async fn create(
             format!("entity `{id}` already exists in tenant `{tenant}`"),
         ));
     }
-    commit(&st, &tenant, vec![entity]).await?;
+    commit(&st, &tenant, vec![entity], false).await?;
     let mut r = StatusCode::CREATED.into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/ngsi-ld/v1/entities/{id}")) {
         r.headers_mut().insert(header::LOCATION, loc);
@@ -747,7 +759,7 @@ pub async fn batch_upsert(
         &st,
         &tenant,
         &items,
-        request::context_for_body(&headers, &first, &st.contexts),
+        request::context_for_body(&headers, &first, &st.contexts).await,
     )
     .await?;
     let (parsed, mut failed) = parse_entities(&st, &tenant, &ctx, items).await;
@@ -791,7 +803,7 @@ pub async fn batch_upsert(
         .map(|e| e.id.clone())
         .collect();
     if !ok.is_empty() {
-        commit(&st, &tenant, ok).await?;
+        commit(&st, &tenant, ok, false).await?;
     }
     let created: Vec<String> = ids
         .iter()

@@ -9,17 +9,19 @@
 //! and dead letters as every other source. It does not own storage or the pages.
 
 pub mod access;
+pub mod contexts;
 pub mod entities;
 pub mod problem;
+pub mod provision;
 pub mod request;
 pub mod senml;
 pub mod subscriptions;
 pub mod temporal;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use polity_ingest::{IngestHandle, Metrics, SourceCounters, SourceKind};
-use polity_model::{Tenant, jsonld::ContextCache};
+use polity_model::Tenant;
 use polity_store::Store;
 use polity_trust::{Action, Routes, Scope};
 
@@ -56,8 +58,8 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     /// Writes go here.
     pub ingest: IngestHandle,
-    /// Registered user contexts.
-    pub contexts: Arc<RwLock<ContextCache>>,
+    /// The user contexts the node holds, and how it obtains new ones.
+    pub contexts: Arc<contexts::ContextRegistry>,
     /// The tenant of requests without `NGSILD-Tenant`.
     pub default_tenant: Tenant,
     /// Request limits.
@@ -104,7 +106,7 @@ impl ApiState {
             subscriptions,
             store,
             ingest,
-            contexts: Arc::new(RwLock::new(ContextCache::default())),
+            contexts: Arc::new(contexts::ContextRegistry::default()),
             default_tenant: Tenant::new("default").expect("`default` is a valid tenant name"),
             limits: Limits::default(),
             http_source: metrics.source(
@@ -149,6 +151,54 @@ pub fn routes(state: ApiState) -> Routes {
             EntityRead,
             Scope::Tenant,
             entities::retrieve,
+        )
+        .delete(
+            "/ngsi-ld/v1/entities/{id}",
+            EntityWrite,
+            Scope::Tenant,
+            provision::delete_entity,
+        )
+        .put(
+            "/ngsi-ld/v1/entities/{id}",
+            EntityWrite,
+            Scope::Tenant,
+            provision::replace_entity,
+        )
+        .patch(
+            "/ngsi-ld/v1/entities/{id}",
+            EntityWrite,
+            Scope::Tenant,
+            provision::merge_entity,
+        )
+        .post(
+            "/ngsi-ld/v1/entities/{id}/attrs",
+            EntityWrite,
+            Scope::Tenant,
+            provision::append_attrs,
+        )
+        .patch(
+            "/ngsi-ld/v1/entities/{id}/attrs",
+            EntityWrite,
+            Scope::Tenant,
+            provision::update_attrs,
+        )
+        .patch(
+            "/ngsi-ld/v1/entities/{id}/attrs/{attr}",
+            EntityWrite,
+            Scope::Tenant,
+            provision::partial_update_attr,
+        )
+        .put(
+            "/ngsi-ld/v1/entities/{id}/attrs/{attr}",
+            EntityWrite,
+            Scope::Tenant,
+            provision::replace_attr,
+        )
+        .delete(
+            "/ngsi-ld/v1/entities/{id}/attrs/{attr}",
+            EntityWrite,
+            Scope::Tenant,
+            provision::delete_attr,
         )
         .post(
             "/ngsi-ld/v1/entityOperations/upsert",
@@ -229,6 +279,14 @@ pub async fn method_not_allowed(
     uri: axum::http::Uri,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    if uri.path() == "/ngsi-ld/v1/entities"
+        && matches!(method, axum::http::Method::PUT | axum::http::Method::PATCH)
+    {
+        return Problem::bad_data(
+            "the entity id is missing: replace or merge /ngsi-ld/v1/entities/{id}",
+        )
+        .into_response();
+    }
     let mut r = Problem::new(
         ErrorType::OperationNotSupported,
         format!(

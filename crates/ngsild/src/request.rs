@@ -1,8 +1,9 @@
 //! What every NGSI-LD request carries besides its path: the tenant, the `@context` that
 //! gives its terms meaning, and the representation the client accepts.
 //!
-//! Contexts are never fetched here: a request may name the built-in core context or a
-//! context registered in the node's cache; anything else is `LdContextNotAvailable`.
+//! A request may name the built-in core context, a context the node holds, or one the
+//! [`ContextRegistry`] may download once on first use; anything else is
+//! `LdContextNotAvailable`.
 
 use std::sync::{Arc, RwLock};
 
@@ -17,6 +18,7 @@ use polity_model::{
 
 use crate::{
     ApiState,
+    contexts::ContextRegistry,
     problem::{ErrorType, Problem},
 };
 
@@ -93,7 +95,7 @@ impl FromRequestParts<ApiState> for Read {
     async fn from_request_parts(parts: &mut Parts, st: &ApiState) -> Result<Self, Problem> {
         let h = &parts.headers;
         let media = accept(h)?;
-        let ctx = context_from_headers(h, &st.contexts)?;
+        let ctx = context_from_headers(h, &st.contexts).await?;
         let (tenant, explicit) = tenant(h, &st.default_tenant)?;
         Ok(Read {
             media,
@@ -213,12 +215,18 @@ pub fn resolve_url(url: &str, cache: &RwLock<ContextCache>) -> Result<ActiveCont
 }
 
 /// The active context of a request without a body: its Link header, else the core.
-pub fn context_from_headers(
+/// A context the node does not hold yet is obtained first (see [`ContextRegistry`]).
+pub async fn context_from_headers(
     headers: &HeaderMap,
-    cache: &RwLock<ContextCache>,
+    contexts: &ContextRegistry,
 ) -> Result<ActiveContext, Problem> {
     match link_context_url(headers)? {
-        Some(url) => resolve_url(&url, cache),
+        Some(url) => {
+            contexts
+                .prepare(&serde_json::Value::String(url.clone()))
+                .await?;
+            resolve_url(&url, contexts.cache())
+        }
         None => Ok(ActiveContext::core()),
     }
 }
@@ -241,13 +249,19 @@ pub fn media_type(headers: &HeaderMap) -> String {
 /// The active context of a request with a JSON body, per NGSI-LD 6.3.5: with
 /// `application/ld+json` it is the body's `@context` (and a Link header is an error);
 /// with `application/json` it is the Link header, and an `@context` in the body is an error.
-pub fn context_for_body(
+pub async fn context_for_body(
     headers: &HeaderMap,
     body: &serde_json::Value,
-    cache: &RwLock<ContextCache>,
+    contexts: &ContextRegistry,
 ) -> Result<ActiveContext, Problem> {
     let ct = media_type(headers);
     let body_ctx = first_context(body);
+    if ct == "application/ld+json"
+        && let Some(c) = body_ctx
+    {
+        contexts.prepare(c).await?;
+    }
+    let cache = contexts.cache();
     match ct.as_str() {
         "application/ld+json" => {
             if headers.contains_key(header::LINK) {
@@ -284,7 +298,7 @@ pub fn context_for_body(
                     "with Content-Type application/json the @context goes in a Link header, not the body; or send application/ld+json",
                 ));
             }
-            context_from_headers(headers, cache)
+            context_from_headers(headers, contexts).await
         }
         other => Err(Problem::new(
             ErrorType::UnsupportedMediaType,

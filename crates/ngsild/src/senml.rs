@@ -75,11 +75,11 @@ pub async fn ingest(
     };
     match decoded {
         Ok(observations) => {
-            let batch = Batch {
+            let batch = Batch::of(
                 tenant,
-                source: Arc::from(st.senml_source.name.as_str()),
+                Arc::from(st.senml_source.name.as_str()),
                 observations,
-            };
+            );
             st.ingest
                 .submit(batch, &st.senml_source)
                 .await

@@ -36,6 +36,9 @@ pub struct Config {
     /// NGSI-LD subscriptions and their notifications.
     #[serde(default)]
     pub subscriptions: SubscriptionsSection,
+    /// JSON-LD `@context`s: downloading them on first use, and preloading them.
+    #[serde(default)]
+    pub contexts: ContextsSection,
     /// Sources by name. Default: none (the NGSI-LD HTTP API is always on). Read in a
     /// second pass by [`parse`], from the spanned document, so that errors inside a
     /// source point at the key (serde's internally tagged enums lose positions).
@@ -288,6 +291,65 @@ impl SubscriptionsSection {
             retries: self.retries.min(10),
             timeout: std::time::Duration::from_secs(self.timeout_secs.clamp(1, 300)),
             max_entities: self.max_entities.max(1),
+        }
+    }
+}
+
+/// `[contexts]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextsSection {
+    /// Download a context a request names that the node does not hold, once, on first
+    /// use. Default true. Off, unknown contexts answer 503 LdContextNotAvailable.
+    #[serde(default = "yes")]
+    pub fetch: bool,
+    /// Let downloads reach loopback, private and link-local addresses (checked after
+    /// name resolution). Default false, so a request cannot make the node probe its
+    /// own network.
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Deadline of one download, seconds. Default 5.
+    #[serde(default = "default_context_timeout")]
+    pub timeout_secs: u64,
+    /// Context documents to load at start-up, for air-gapped nodes: each
+    /// `{ url = "https://…", file = "path.jsonld" }` serves `file` as the context `url`.
+    #[serde(default)]
+    pub preload: Vec<PreloadedContext>,
+}
+
+/// One `[[contexts.preload]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreloadedContext {
+    /// The URL requests name the context by.
+    pub url: String,
+    /// The file holding the context document (`{"@context": …}`).
+    pub file: PathBuf,
+}
+
+fn default_context_timeout() -> u64 {
+    5
+}
+
+impl Default for ContextsSection {
+    fn default() -> Self {
+        ContextsSection {
+            fetch: true,
+            allow_private: false,
+            timeout_secs: default_context_timeout(),
+            preload: Vec::new(),
+        }
+    }
+}
+
+impl ContextsSection {
+    /// The registry's download policy.
+    pub fn fetch_policy(&self) -> polity_ngsild::contexts::FetchPolicy {
+        polity_ngsild::contexts::FetchPolicy {
+            enabled: self.fetch,
+            allow_private: self.allow_private,
+            timeout: std::time::Duration::from_secs(self.timeout_secs.clamp(1, 120)),
+            ..polity_ngsild::contexts::FetchPolicy::default()
         }
     }
 }

@@ -309,6 +309,20 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
     let notifier_state = api.clone();
     let notify_counters =
         Arc::new(polity_ngsild::subscriptions::notifier::NotifyCounters::default());
+    api.contexts = Arc::new(polity_ngsild::contexts::ContextRegistry::new(
+        cfg.contexts.fetch_policy(),
+    ));
+    for p in &cfg.contexts.preload {
+        let text = std::fs::read(&p.file)
+            .with_context(|| format!("reading the preloaded context {}", p.file.display()))?;
+        let doc: serde_json::Value = serde_json::from_slice(&text)
+            .with_context(|| format!("the preloaded context {} is not JSON", p.file.display()))?;
+        api.contexts
+            .insert(&p.url, doc, polity_ngsild::contexts::Kind::Cached)
+            .map_err(|e| {
+                anyhow::anyhow!("the preloaded context {}: {}", p.file.display(), e.detail)
+            })?;
+    }
     api.vault = Some(trust.vault.clone());
     api.consents = Some(trust.consents.clone());
     api.default_tenant = cfg.node.default_tenant.clone();
@@ -402,25 +416,26 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
             .method_not_allowed_fallback(polity_ngsild::method_not_allowed)
             .fallback(polity_ngsild::not_found),
     );
-    let mut rx = shutdown_rx.clone();
+    let rx = shutdown_rx.clone();
     let (server, scheme) = match &cfg.node.tls {
         Some(tls) => {
             let sc =
                 polity_tls::server_config(tls).context("the HTTPS certificate ([node] tls)")?;
             let rx = shutdown_rx.clone();
             (
-                tokio::spawn(polity_tls::serve_https(listener, app, sc, rx)),
+                tokio::spawn(polity_tls::serve_https_with(
+                    listener,
+                    app,
+                    sc,
+                    rx,
+                    http_options(),
+                )),
                 "https",
             )
         }
         None => (
             tokio::spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                });
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "HTTP server stopped");
-                }
+                polity_tls::serve_http_with(listener, app, rx, http_options()).await;
             }),
             "http",
         ),
@@ -541,5 +556,14 @@ fn warn_plaintext_broker(source: &str, broker: &str) {
         );
         eprintln!("warning: {msg}");
         tracing::warn!(source, broker, "{msg}");
+    }
+}
+
+/// How the node's HTTP(S) listener handles connections: NGSI-LD clients write paths
+/// with and without a trailing `/` (`/entities/`), and both mean the same resource.
+fn http_options() -> polity_tls::HttpsOptions {
+    polity_tls::HttpsOptions {
+        strip_trailing_slash: true,
+        ..polity_tls::HttpsOptions::default()
     }
 }

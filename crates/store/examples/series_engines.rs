@@ -230,16 +230,13 @@ impl Fixture {
                     value: Value::Number(20.0 + (j % 97) as f64 / 10.0),
                     unit: Some(self.unit),
                     observed_at: Timestamp::from_millis(1_767_225_600_000 + ts),
+                    observed: true,
                     privacy: PrivacyClass::Public,
                     meta: None,
                 }
             })
             .collect();
-        Batch {
-            tenant: self.tenant.clone(),
-            source: self.source.clone(),
-            observations,
-        }
+        Batch::of(self.tenant.clone(), self.source.clone(), observations)
     }
 }
 

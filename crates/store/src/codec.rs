@@ -35,6 +35,13 @@ pub(crate) type DResult<T> = Result<T, DecodeError>;
 /// The value format version written as the first byte of every value.
 pub(crate) const VALUE_VERSION: u8 = 1;
 
+/// The format of entity values: 2 adds further types, scope and each attribute
+/// instance's createdAt/modifiedAt. Format 1 entity values still read.
+pub(crate) const ENTITY_VERSION: u8 = 2;
+
+/// The bit of the privacy byte that says the observation had no `observedAt`.
+const IMPLICIT_TIME: u8 = 0x80;
+
 // ---------------------------------------------------------------------------------------
 // Primitive writers and a bounds-checked reader.
 
@@ -392,6 +399,11 @@ const V_TEXT: u8 = 2;
 const V_REL: u8 = 3;
 const V_GEO: u8 = 4;
 const V_JSON: u8 = 5;
+const V_LANG: u8 = 6;
+const V_VOCAB: u8 = 7;
+const V_JSONPROP: u8 = 8;
+const V_LIST: u8 = 9;
+const V_LISTREL: u8 = 10;
 
 /// The parts of an observation that are not in its key.
 #[derive(Debug)]
@@ -399,6 +411,7 @@ pub(crate) struct Payload {
     pub(crate) value: Value,
     pub(crate) unit: Option<UnitCode>,
     pub(crate) privacy: PrivacyClass,
+    pub(crate) observed: bool,
     pub(crate) meta: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
@@ -428,12 +441,32 @@ pub(crate) fn put_payload(buf: &mut Vec<u8>, o: &Observation) {
             buf.push(V_JSON);
             put_cbor(buf, j);
         }
+        Value::LanguageMap(j) => {
+            buf.push(V_LANG);
+            put_cbor(buf, j);
+        }
+        Value::Vocab(j) => {
+            buf.push(V_VOCAB);
+            put_cbor(buf, j);
+        }
+        Value::JsonValue(j) => {
+            buf.push(V_JSONPROP);
+            put_cbor(buf, j);
+        }
+        Value::List(j) => {
+            buf.push(V_LIST);
+            put_cbor(buf, j);
+        }
+        Value::ListRelationship(j) => {
+            buf.push(V_LISTREL);
+            put_cbor(buf, j);
+        }
     }
     match o.unit {
         None => buf.push(0),
         Some(u) => put_str(buf, u.as_str()),
     }
-    buf.push(o.privacy.code());
+    buf.push(o.privacy.code() | if o.observed { 0 } else { IMPLICIT_TIME });
     match &o.meta {
         None => buf.push(0),
         Some(m) => {
@@ -478,16 +511,23 @@ pub(crate) fn get_payload(r: &mut Reader<'_>) -> DResult<Payload> {
         ),
         V_GEO => Value::Geo(Arc::new(cbor(r.bytes()?)?)),
         V_JSON => Value::Json(Arc::new(cbor(r.bytes()?)?)),
+        V_LANG => Value::LanguageMap(Arc::new(cbor(r.bytes()?)?)),
+        V_VOCAB => Value::Vocab(Arc::new(cbor(r.bytes()?)?)),
+        V_JSONPROP => Value::JsonValue(Arc::new(cbor(r.bytes()?)?)),
+        V_LIST => Value::List(Arc::new(cbor(r.bytes()?)?)),
+        V_LISTREL => Value::ListRelationship(Arc::new(cbor(r.bytes()?)?)),
         t => return Err(DecodeError::new(format!("unknown value kind {t}"))),
     };
     let unit = match r.str()? {
         "" => None,
         s => Some(UnitCode::new(s).map_err(|e| DecodeError::new(e.to_string()))?),
     };
-    let privacy = match r.u8()? {
+    let flags = r.u8()?;
+    let privacy = match flags & !IMPLICIT_TIME {
         c @ 0..=2 => PrivacyClass::from_code(c),
         c => return Err(DecodeError::new(format!("unknown privacy class {c}"))),
     };
+    let observed = flags & IMPLICIT_TIME == 0;
     let meta = match r.u8()? {
         0 => None,
         1 => match cbor(r.bytes()?)? {
@@ -504,6 +544,7 @@ pub(crate) fn get_payload(r: &mut Reader<'_>) -> DResult<Payload> {
         value,
         unit,
         privacy,
+        observed,
         meta,
     })
 }
@@ -536,64 +577,125 @@ pub(crate) fn decode_series_value(v: &[u8]) -> DResult<(u32, Payload)> {
 // ---------------------------------------------------------------------------------------
 // Entity state.
 
-use polity_model::EntityState;
+use polity_model::{AttrTimes, EntityState};
 
-/// `version ‖ type ‖ createdAt ‖ modifiedAt ‖ n ‖ n × (attr ‖ datasetId ‖ observedAt ‖
-/// type-or-same ‖ payload)`. The entity id lives in the key.
+/// What an entity value holds besides its attributes.
+pub(crate) struct EntityHead<'a> {
+    pub(crate) entity_type: &'a str,
+    pub(crate) other_types: &'a [Arc<str>],
+    pub(crate) scope: &'a [Arc<str>],
+    pub(crate) created_at: Timestamp,
+    pub(crate) modified_at: Timestamp,
+}
+
+impl<'a> EntityHead<'a> {
+    pub(crate) fn of(e: &'a EntityState) -> Self {
+        EntityHead {
+            entity_type: &e.entity_type,
+            other_types: &e.other_types,
+            scope: &e.scope,
+            created_at: e.created_at,
+            modified_at: e.modified_at,
+        }
+    }
+}
+
+/// An attribute instance with its createdAt and modifiedAt.
+pub(crate) type TimedAttr<'a> = (&'a Observation, Timestamp, Timestamp);
+
+/// The attributes of `e` with their times (the entity's own when unknown).
+pub(crate) fn timed_attrs(e: &EntityState) -> impl Iterator<Item = TimedAttr<'_>> {
+    e.attrs.iter().map(move |a| {
+        let t = e.times(&a.attr, a.dataset_id.as_deref());
+        (
+            a,
+            t.map_or(e.created_at, |t| t.created_at),
+            t.map_or(e.modified_at, |t| t.modified_at),
+        )
+    })
+}
+
+/// `2 ‖ type ‖ createdAt ‖ modifiedAt ‖ other types ‖ scopes ‖ n ‖ n × (attr ‖ datasetId
+/// ‖ observedAt ‖ type-or-same ‖ payload ‖ createdAt ‖ modifiedAt)`. The entity id lives
+/// in the key.
 #[cfg(test)]
 pub(crate) fn entity_value(e: &EntityState) -> Vec<u8> {
     let mut v = Vec::with_capacity(64 + 32 * e.attrs.len());
-    put_entity_value(
-        &mut v,
-        &e.entity_type,
-        e.created_at,
-        e.modified_at,
-        e.attrs.len(),
-        e.attrs.iter(),
-    );
+    put_entity_value(&mut v, &EntityHead::of(e), e.attrs.len(), timed_attrs(e));
     v
+}
+
+fn put_strs(v: &mut Vec<u8>, list: &[Arc<str>]) {
+    put_varint(v, list.len() as u64);
+    for s in list {
+        put_str(v, s);
+    }
 }
 
 /// Appends an entity value (see [`entity_value`]) to `buf`, from its parts: `attrs`
 /// yields exactly `n` attribute instances, sorted and unique by (attr, datasetId).
 pub(crate) fn put_entity_value<'a>(
     v: &mut Vec<u8>,
-    entity_type: &str,
-    created_at: Timestamp,
-    modified_at: Timestamp,
+    head: &EntityHead<'_>,
     n: usize,
-    attrs: impl Iterator<Item = &'a Observation>,
+    attrs: impl Iterator<Item = TimedAttr<'a>>,
 ) {
-    v.push(VALUE_VERSION);
-    put_str(v, entity_type);
-    put_i64(v, created_at.as_millis());
-    put_i64(v, modified_at.as_millis());
+    v.push(ENTITY_VERSION);
+    put_str(v, head.entity_type);
+    put_i64(v, head.created_at.as_millis());
+    put_i64(v, head.modified_at.as_millis());
+    put_strs(v, head.other_types);
+    put_strs(v, head.scope);
     put_varint(v, n as u64);
     let mut written = 0usize;
-    for a in attrs {
+    for (a, created, modified) in attrs {
         put_str(v, &a.attr);
         put_opt_str(v, a.dataset_id.as_deref());
         put_i64(v, a.observed_at.as_millis());
-        if &*a.entity_type == entity_type {
+        if &*a.entity_type == head.entity_type {
             v.push(0);
         } else {
             v.push(1);
             put_str(v, &a.entity_type);
         }
         put_payload(v, a);
+        put_i64(v, created.as_millis());
+        put_i64(v, modified.as_millis());
         written += 1;
     }
     debug_assert_eq!(written, n, "the attribute count matches the attributes");
 }
 
+fn get_strs(r: &mut Reader<'_>) -> DResult<Vec<Arc<str>>> {
+    let n = r.len()?;
+    let mut out = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        out.push(Arc::from(r.str()?));
+    }
+    Ok(out)
+}
+
 pub(crate) fn decode_entity_value(id: EntityId, v: &[u8]) -> DResult<EntityState> {
     let mut r = Reader::new(v);
-    r.version()?;
+    let version = match r.u8()? {
+        v @ (VALUE_VERSION | ENTITY_VERSION) => v,
+        v => {
+            return Err(DecodeError::new(format!(
+                "entity record format {v} is not known to this build (it reads formats 1 and {ENTITY_VERSION}); was the data directory written by a newer polity?"
+            )));
+        }
+    };
     let entity_type: Arc<str> = Arc::from(r.str()?);
     let created_at = r.timestamp()?;
     let modified_at = r.timestamp()?;
+    let (other_types, scope) = if version >= 2 {
+        (get_strs(&mut r)?, get_strs(&mut r)?)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let n = r.varint()?;
     let mut attrs: Vec<Observation> = Vec::new();
+    let mut attr_times: Vec<AttrTimes> = Vec::new();
     for _ in 0..n {
         let attr: Arc<str> = Arc::from(r.str()?);
         let dataset_id = r.opt_str()?.map(Arc::from);
@@ -608,6 +710,11 @@ pub(crate) fn decode_entity_value(id: EntityId, v: &[u8]) -> DResult<EntityState
             }
         };
         let p = get_payload(&mut r)?;
+        let (a_created, a_modified) = if version >= 2 {
+            (r.timestamp()?, r.timestamp()?)
+        } else {
+            (created_at, modified_at)
+        };
         let o = Observation {
             entity: id.clone(),
             entity_type: ty,
@@ -616,6 +723,7 @@ pub(crate) fn decode_entity_value(id: EntityId, v: &[u8]) -> DResult<EntityState
             value: p.value,
             unit: p.unit,
             observed_at,
+            observed: p.observed,
             privacy: p.privacy,
             meta: p.meta,
         };
@@ -626,15 +734,24 @@ pub(crate) fn decode_entity_value(id: EntityId, v: &[u8]) -> DResult<EntityState
                 return Err(DecodeError::new("attributes are not sorted and unique"));
             }
         }
+        attr_times.push(AttrTimes {
+            attr: o.attr.clone(),
+            dataset_id: o.dataset_id.clone(),
+            created_at: a_created,
+            modified_at: a_modified,
+        });
         attrs.push(o);
     }
     r.finish()?;
     Ok(EntityState {
         id,
         entity_type,
+        other_types,
+        scope,
         created_at,
         modified_at,
         attrs,
+        attr_times,
     })
 }
 
@@ -774,6 +891,11 @@ mod tests {
                 .prop_map(|s| Value::Relationship(EntityId::new(&s).unwrap())),
             arb_json().prop_map(|j| Value::Geo(Arc::new(j))),
             arb_json().prop_map(|j| Value::Json(Arc::new(j))),
+            arb_json().prop_map(|j| Value::LanguageMap(Arc::new(j))),
+            arb_json().prop_map(|j| Value::Vocab(Arc::new(j))),
+            arb_json().prop_map(|j| Value::JsonValue(Arc::new(j))),
+            arb_json().prop_map(|j| Value::List(Arc::new(j))),
+            arb_json().prop_map(|j| Value::ListRelationship(Arc::new(j))),
         ]
     }
 
@@ -787,6 +909,7 @@ mod tests {
             unit in proptest::option::of("[A-Z0-9]{2,3}"),
             ms in polity_model::time::MIN_MS..=polity_model::time::MAX_MS,
             privacy in 0u8..3,
+            observed in any::<bool>(),
             meta in proptest::option::of(prop::collection::btree_map(".{0,6}", arb_json(), 0..3)),
         ) -> Observation {
             Observation {
@@ -797,6 +920,7 @@ mod tests {
                 value,
                 unit: unit.map(|u| UnitCode::new(&u).unwrap()),
                 observed_at: Timestamp::from_millis(ms),
+                observed,
                 privacy: PrivacyClass::from_code(privacy),
                 meta: meta.map(|m| Arc::new(m.into_iter().collect())),
             }
@@ -818,6 +942,7 @@ mod tests {
             value: p.value,
             unit: p.unit,
             observed_at,
+            observed: p.observed,
             privacy: p.privacy,
             meta: p.meta,
         }
@@ -835,10 +960,18 @@ mod tests {
         }
 
         #[test]
-        fn entity_states_round_trip(obs in prop::collection::vec(arb_obs(), 0..8), other_type in ".{0,5}") {
+        fn entity_states_round_trip(
+            obs in prop::collection::vec(arb_obs(), 0..8),
+            other_type in ".{0,5}",
+            more_types in prop::collection::vec(".{1,5}", 0..3),
+            scope in prop::collection::vec("/[a-z]{1,5}", 0..3),
+        ) {
             let id = EntityId::new("urn:ngsi-ld:X:1").unwrap();
             let ty: Arc<str> = Arc::from("T");
             let mut e = EntityState::new(id.clone(), ty.clone(), Timestamp::from_millis(5));
+            let more: Vec<Arc<str>> = more_types.iter().map(|t| Arc::from(t.as_str())).collect();
+            e.add_types(&more);
+            e.scope = scope.iter().map(|s| Arc::from(s.as_str())).collect();
             for (i, mut o) in obs.into_iter().enumerate() {
                 o.entity = id.clone();
                 // Mostly the entity's own type; sometimes another.
@@ -897,6 +1030,7 @@ mod tests {
             value: Value::Number(f64::NAN),
             unit: None,
             observed_at: Timestamp::from_millis(0),
+            observed: true,
             privacy: PrivacyClass::Public,
             meta: None,
         };

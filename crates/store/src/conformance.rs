@@ -16,7 +16,8 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use polity_model::{
-    Batch, EntityId, Observation, PrivacyClass, Tenant, Timestamp, UnitCode, Value,
+    Batch, EntityId, EntityOp, Fold, Instances, Observation, PrivacyClass, Tenant, Timestamp,
+    UnitCode, Value,
 };
 
 use crate::{DeadLetterQuery, Device, EntityQuery, NewDeadLetter, SeriesQuery, Store};
@@ -46,6 +47,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ),
     ("empty_store_answers_empty", empty_store_answers_empty),
     ("documents_by_kind_and_tenant", documents_by_kind_and_tenant),
+    ("entity_operations", entity_operations),
 ];
 
 /// Runs every check, each against its own fresh store.
@@ -86,6 +88,7 @@ pub fn obs(e: &EntityId, ty: &str, attr: &str, v: f64, t: i64) -> Observation {
         value: Value::Number(v),
         unit: None,
         observed_at: Timestamp::from_millis(t),
+        observed: true,
         privacy: PrivacyClass::Public,
         meta: None,
     }
@@ -93,11 +96,7 @@ pub fn obs(e: &EntityId, ty: &str, attr: &str, v: f64, t: i64) -> Observation {
 
 /// One batch for `tenant` from source `test`.
 pub fn batch(tenant: &Tenant, observations: Vec<Observation>) -> Batch {
-    Batch {
-        tenant: tenant.clone(),
-        source: Arc::from("test"),
-        observations,
-    }
+    Batch::of(tenant.clone(), Arc::from("test"), observations)
 }
 
 fn all(limit: usize) -> SeriesQuery {
@@ -213,12 +212,14 @@ pub fn value_kinds_round_trip(factory: Factory<'_>) {
             attr: iri("ancient"),
             value: Value::Number(1.0),
             observed_at: Timestamp::from_millis(polity_model::time::MIN_MS),
+            observed: true,
             ..base.clone()
         },
         Observation {
             attr: iri("future"),
             value: Value::Number(1.0),
             observed_at: Timestamp::from_millis(polity_model::time::MAX_MS),
+            observed: true,
             ..base.clone()
         },
     ];
@@ -1030,4 +1031,166 @@ pub fn documents_by_kind_and_tenant(factory: Factory<'_>) {
     assert!(!s.delete_document("subscription", &a, "urn:s:1").unwrap());
     assert_eq!(s.documents("subscription").unwrap().len(), 2);
     assert_eq!(s.documents("registration").unwrap().len(), 1);
+}
+
+/// Entity operations and replace semantics: creation without attributes, several types
+/// and a scope, update whatever `observedAt`, attribute and entity deletion, history
+/// deletion, all in order within one commit.
+pub fn entity_operations(factory: Factory<'_>) {
+    let store = factory();
+    let t = tenant("ops");
+    let e = id("Building", "b1");
+    let ops = |ops: Vec<EntityOp>, observations: Vec<Observation>| Batch {
+        ops,
+        fold: Fold::Replace,
+        ..batch(&t, observations)
+    };
+    // An entity with two types, a scope and no attributes.
+    store
+        .commit(&[ops(
+            vec![EntityOp::Ensure {
+                entity: e.clone(),
+                types: vec![iri("Building"), iri("Asset")],
+                scope: Some(vec![Arc::from("/Paris")]),
+            }],
+            vec![],
+        )])
+        .expect("create without attributes");
+    let s = store.entity(&t, &e).unwrap().expect("the entity exists");
+    assert!(s.attrs.is_empty());
+    assert_eq!(
+        s.types().cloned().collect::<Vec<_>>(),
+        [iri("Building"), iri("Asset")]
+    );
+    assert_eq!(s.scope, [Arc::<str>::from("/Paris")]);
+    for ty in ["Building", "Asset"] {
+        let found = store
+            .entities(&t, &EntityQuery::all(Some(iri(ty))))
+            .unwrap();
+        assert_eq!(found.len(), 1, "found by its type {ty}");
+        assert_eq!(store.count_entities(&t, Some(&iri(ty))).unwrap(), 1);
+    }
+
+    // Replace semantics: an older observedAt still replaces the value.
+    store
+        .commit(&[batch(&t, vec![obs(&e, "Building", "height", 10.0, 2_000)])])
+        .unwrap();
+    store
+        .commit(&[ops(
+            vec![],
+            vec![obs(&e, "Building", "height", 12.0, 1_000)],
+        )])
+        .unwrap();
+    let s = store.entity(&t, &e).unwrap().unwrap();
+    assert_eq!(s.attr(&iri("height")).unwrap().value, Value::Number(12.0));
+    let times = s
+        .times(&iri("height"), None)
+        .expect("attribute times are kept");
+    assert!(times.modified_at >= times.created_at);
+    assert_eq!(
+        times_of(&*store, &t, &e),
+        vec![1_000, 2_000],
+        "both points are in the history"
+    );
+
+    // Delete one instance of a multi-instance attribute, then clear and replace in
+    // one batch: the operations run before the observations.
+    let mut radar = obs(&e, "Building", "height", 11.0, 3_000);
+    radar.dataset_id = Some(Arc::from("urn:ngsi-ld:Dataset:radar"));
+    store.commit(&[batch(&t, vec![radar])]).unwrap();
+    store
+        .commit(&[ops(
+            vec![EntityOp::DeleteAttr {
+                entity: e.clone(),
+                attr: iri("height"),
+                instances: Instances::Dataset(Arc::from("urn:ngsi-ld:Dataset:radar")),
+            }],
+            vec![],
+        )])
+        .unwrap();
+    let s = store.entity(&t, &e).unwrap().unwrap();
+    assert_eq!(
+        s.instances(&iri("height")).count(),
+        1,
+        "only the radar instance went"
+    );
+    store
+        .commit(&[ops(
+            vec![
+                EntityOp::ClearAttrs { entity: e.clone() },
+                EntityOp::SetTypes {
+                    entity: e.clone(),
+                    types: vec![iri("Asset")],
+                },
+            ],
+            vec![obs(&e, "Building", "floors", 3.0, 4_000)],
+        )])
+        .unwrap();
+    let s = store.entity(&t, &e).unwrap().unwrap();
+    assert_eq!(s.attrs.len(), 1);
+    assert_eq!(&*s.attrs[0].attr, &*iri("floors"));
+    assert_eq!(s.types().cloned().collect::<Vec<_>>(), [iri("Asset")]);
+    assert!(
+        store
+            .entities(&t, &EntityQuery::all(Some(iri("Building"))))
+            .unwrap()
+            .is_empty(),
+        "the type index follows a type change"
+    );
+
+    // History: delete one point, then all of an attribute's.
+    store
+        .commit(&[ops(
+            vec![EntityOp::DeleteHistory {
+                entity: e.clone(),
+                attr: iri("height"),
+                instances: Instances::Default,
+                at: Some(Timestamp::from_millis(1_000)),
+            }],
+            vec![],
+        )])
+        .unwrap();
+    assert_eq!(times_of(&*store, &t, &e), vec![2_000, 3_000, 4_000]);
+    store
+        .commit(&[ops(
+            vec![EntityOp::DeleteHistory {
+                entity: e.clone(),
+                attr: iri("height"),
+                instances: Instances::All,
+                at: None,
+            }],
+            vec![],
+        )])
+        .unwrap();
+    assert_eq!(times_of(&*store, &t, &e), vec![4_000]);
+    assert_eq!(store.count_points(&t).unwrap(), 1);
+
+    // Observations then deletion in the same group: nothing is left.
+    let e2 = id("Building", "b2");
+    store
+        .commit(&[
+            batch(&t, vec![obs(&e2, "Building", "height", 1.0, 5_000)]),
+            ops(vec![EntityOp::DeleteEntity { entity: e2.clone() }], vec![]),
+        ])
+        .unwrap();
+    assert!(store.entity(&t, &e2).unwrap().is_none());
+    assert!(times_of(&*store, &t, &e2).is_empty());
+    assert_eq!(store.count_points(&t).unwrap(), 1);
+
+    // Deleting the entity removes its state and history.
+    store
+        .commit(&[ops(
+            vec![EntityOp::DeleteEntity { entity: e.clone() }],
+            vec![],
+        )])
+        .unwrap();
+    assert!(store.entity(&t, &e).unwrap().is_none());
+    assert_eq!(store.count_points(&t).unwrap(), 0);
+    assert!(store.types(&t).unwrap().is_empty());
+}
+
+fn times_of(store: &dyn Store, t: &Tenant, e: &EntityId) -> Vec<i64> {
+    let mut v = times(&store.series(t, e, &all(usize::MAX)).unwrap());
+    v.sort_unstable();
+    v
 }

@@ -56,7 +56,7 @@ use std::{
 };
 
 use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use polity_model::{Batch, EntityId, EntityState, Observation, Tenant, Timestamp};
+use polity_model::{Batch, EntityId, EntityState, Fold, Observation, Tenant, Timestamp};
 
 use crate::{
     CommitStats, DeadLetter, DeadLetterQuery, DeadLetterStore, Device, DocumentStore, EntityQuery,
@@ -68,6 +68,8 @@ use crate::{
 ///
 /// 1: series points keyed by tenant ‖ entity ‖ attr ‖ datasetId ‖ time.
 /// 2: series points keyed by series id ‖ time, with the `series_ids` keyspace.
+mod ops;
+
 const FORMAT: u32 = 2;
 
 /// How a write is made durable before it returns.
@@ -160,6 +162,28 @@ struct TenantMem {
 }
 
 impl TenantMem {
+    /// Adds `e` under each of its types in the type index.
+    fn index(&mut self, e: &EntityState) {
+        for ty in e.types() {
+            self.by_type
+                .entry(ty.clone())
+                .or_default()
+                .insert(e.id.clone());
+        }
+    }
+
+    /// Removes `e` from the type index.
+    fn unindex(&mut self, e: &EntityState) {
+        for ty in e.types() {
+            if let Some(set) = self.by_type.get_mut(ty) {
+                set.remove(&e.id);
+                if set.is_empty() {
+                    self.by_type.remove(ty);
+                }
+            }
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.entities.is_empty() && self.devices == 0 && self.points == 0 && self.dead_letters == 0
     }
@@ -365,10 +389,7 @@ impl FjallStore {
             let state =
                 codec::decode_entity_value(id.clone(), &v).map_err(corrupt("entities", &k))?;
             let t = mem.tenants.entry(tenant).or_default();
-            t.by_type
-                .entry(state.entity_type.clone())
-                .or_default()
-                .insert(id.clone());
+            t.index(&state);
             t.entities.insert(id, Arc::new(state));
         }
         self.load_series_ids(&mut mem)?;
@@ -523,6 +544,7 @@ impl FjallStore {
                 value: p.value,
                 unit: p.unit,
                 observed_at: time,
+                observed: p.observed,
                 privacy: p.privacy,
                 meta: p.meta,
             })
@@ -562,8 +584,7 @@ impl EntityStore for FjallStore {
             return Ok(Vec::new());
         };
         let after = |id: &EntityId| q.after.as_ref().is_none_or(|a| id > a);
-        let of_type =
-            |e: &EntityState| q.entity_type.as_ref().is_none_or(|ty| e.entity_type == *ty);
+        let of_type = |e: &EntityState| q.entity_type.as_ref().is_none_or(|ty| e.has_type(ty));
         let mut out = Vec::new();
         if q.limit == 0 {
             return Ok(out);
@@ -679,13 +700,8 @@ impl EntityStore for FjallStore {
         if let Some(t) = mem.tenants.get_mut(tenant) {
             t.points = points;
             t.series.remove(id);
-            if let Some(e) = t.entities.remove(id)
-                && let Some(set) = t.by_type.get_mut(&e.entity_type)
-            {
-                set.remove(id);
-                if set.is_empty() {
-                    t.by_type.remove(&e.entity_type);
-                }
+            if let Some(e) = t.entities.remove(id) {
+                t.unindex(&e);
             }
         }
         Ok(existed)
@@ -965,10 +981,8 @@ impl<'b> Touched<'b> {
     fn apply_to(&self, e: &mut EntityState, now: Timestamp) {
         e.modified_at = e.modified_at.max(now);
         for &o in &self.changes {
-            match find_attr(&e.attrs, instance(o)) {
-                Ok(i) => e.attrs[i] = o.clone(),
-                Err(i) => e.attrs.insert(i, o.clone()),
-            }
+            // `fold` already chose the winners: set them unconditionally.
+            e.set(o, now);
         }
     }
 
@@ -978,38 +992,42 @@ impl<'b> Touched<'b> {
         match base {
             None => {
                 let ty = self.new_type.map_or("", |t| &**t);
+                let head = codec::EntityHead {
+                    entity_type: ty,
+                    other_types: &[],
+                    scope: &[],
+                    created_at: now,
+                    modified_at: now,
+                };
                 codec::put_entity_value(
                     buf,
-                    ty,
-                    now,
-                    now,
+                    &head,
                     self.changes.len(),
-                    self.changes.iter().copied(),
+                    self.changes.iter().map(|&o| (o, now, now)),
                 );
             }
             Some(e) => {
-                let (mut old, mut new) =
-                    (e.attrs.iter().peekable(), self.changes.iter().peekable());
+                let (mut old, mut new) = (
+                    codec::timed_attrs(e).peekable(),
+                    self.changes.iter().peekable(),
+                );
                 let merged = std::iter::from_fn(|| match (old.peek(), new.peek()) {
-                    (Some(a), Some(b)) => match instance(a).cmp(&instance(b)) {
+                    (Some(a), Some(b)) => match instance(a.0).cmp(&instance(b)) {
                         std::cmp::Ordering::Less => old.next(),
-                        std::cmp::Ordering::Greater => new.next().copied(),
+                        std::cmp::Ordering::Greater => new.next().map(|&o| (o, now, now)),
                         std::cmp::Ordering::Equal => {
-                            old.next();
-                            new.next().copied()
+                            let created = old.next().map_or(now, |(_, c, _)| c);
+                            new.next().map(|&o| (o, created, now))
                         }
                     },
                     (Some(_), None) => old.next(),
-                    (None, _) => new.next().copied(),
+                    (None, _) => new.next().map(|&o| (o, now, now)),
                 });
-                codec::put_entity_value(
-                    buf,
-                    &e.entity_type,
-                    e.created_at,
-                    e.modified_at.max(now),
-                    e.attrs.len() + self.added,
-                    merged,
-                );
+                let head = codec::EntityHead {
+                    modified_at: e.modified_at.max(now),
+                    ..codec::EntityHead::of(e)
+                };
+                codec::put_entity_value(buf, &head, e.attrs.len() + self.added, merged);
             }
         }
     }
@@ -1217,12 +1235,9 @@ impl FjallStore {
                     Some(e) => t.apply_to(Arc::make_mut(e), now),
                     None => {
                         let ty = t.new_type.unwrap_or(&t.changes[0].entity_type).clone();
-                        tm.by_type
-                            .entry(ty.clone())
-                            .or_default()
-                            .insert(t.entity.clone());
                         let mut e = EntityState::new(t.entity.clone(), ty, now);
                         t.apply_to(&mut e, now);
+                        tm.index(&e);
                         tm.entities.insert(t.entity.clone(), Arc::new(e));
                     }
                 }
@@ -1235,6 +1250,13 @@ impl FjallStore {
 impl Store for FjallStore {
     fn commit(&self, batches: &[Batch]) -> Result<CommitStats> {
         let n: usize = batches.iter().map(|b| b.observations.len()).sum();
+        if batches
+            .iter()
+            .any(|b| !b.ops.is_empty() || b.fold != Fold::Latest)
+        {
+            let _w = self.lock_writer();
+            return self.commit_ops(batches);
+        }
         if n == 0 {
             return Ok(CommitStats::default());
         }
@@ -1293,6 +1315,7 @@ mod tests {
                 value: Value::Number(f64::from(value)),
                 unit: None,
                 observed_at: Timestamp::from_millis(ms),
+                observed: true,
                 privacy: PrivacyClass::Public,
                 meta: None,
             }

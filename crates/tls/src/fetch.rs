@@ -135,6 +135,35 @@ pub struct Outgoing<'a> {
     pub body: bytes::Bytes,
 }
 
+/// Whether `ip` is an address a request from a client must not make the node reach by
+/// default: loopback, private (RFC 1918, unique local), link-local, carrier-grade NAT,
+/// unspecified, broadcast or multicast.
+pub fn is_private(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // CGNAT 100.64/10
+                || v4.octets()[0] == 0
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link-local
+        }
+    }
+}
+
 /// Which destination addresses a [`send`] may reach: `Err(reason)` refuses one.
 pub type AddressRule<'a> = &'a (dyn Fn(std::net::IpAddr) -> Result<(), &'static str> + Sync);
 

@@ -1,8 +1,12 @@
-//! Serving an axum `Router` over HTTPS (HTTP/1.1 on tokio-rustls and hyper).
+//! Serving an axum `Router` over HTTPS (HTTP/1.1 on tokio-rustls and hyper), or over
+//! plain HTTP with the same connection handling.
 //!
 //! The accept loop only accepts: each connection's handshake runs in its own task with
 //! a timeout, so a slow, silent or plain-HTTP client costs one task and never delays
-//! the others. It must not change what the router answers.
+//! the others. Headers must arrive within a deadline, connections are capped, response
+//! header names are written in their conventional case (`Location`, `Link`: some
+//! clients compare them case-sensitively), and a trailing `/` can be dropped from
+//! request paths before routing. It must not change what the router answers.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -38,6 +42,8 @@ pub struct HttpsOptions {
     pub max_connections: usize,
     /// Where handshakes and refusals are counted (share it with `/metrics`).
     pub counters: Arc<TlsCounters>,
+    /// Route `/a/b/` as `/a/b` (the query string is kept). Default false.
+    pub strip_trailing_slash: bool,
 }
 
 impl Default for HttpsOptions {
@@ -47,6 +53,7 @@ impl Default for HttpsOptions {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             counters: Arc::default(),
+            strip_trailing_slash: false,
         }
     }
 }
@@ -77,10 +84,38 @@ pub async fn serve_https_with(
     listener: TcpListener,
     app: Router,
     config: Arc<ServerConfig>,
+    shutdown: watch::Receiver<bool>,
+    opts: HttpsOptions,
+) {
+    serve(
+        listener,
+        app,
+        Some(TlsAcceptor::from(config)),
+        shutdown,
+        opts,
+    )
+    .await;
+}
+
+/// Serves `app` over plain HTTP on `listener` until `shutdown` becomes `true`, with the
+/// connection handling of [`serve_https_with`] (header deadline, connection cap,
+/// graceful shutdown) without the TLS handshake.
+pub async fn serve_http_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: watch::Receiver<bool>,
+    opts: HttpsOptions,
+) {
+    serve(listener, app, None, shutdown, opts).await;
+}
+
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    acceptor: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
     opts: HttpsOptions,
 ) {
-    let acceptor = TlsAcceptor::from(config);
     let max = opts.max_connections.clamp(1, MAX_SLOTS);
     let slots = Arc::new(Semaphore::new(max));
     let opts = Arc::new(opts);
@@ -140,7 +175,7 @@ pub(crate) async fn accept_error(error: &std::io::Error) {
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     app: Router,
     opts: Arc<HttpsOptions>,
     mut shutdown: watch::Receiver<bool>,
@@ -148,6 +183,10 @@ async fn connection(
 ) {
     let _active = opts.counters.open();
     let _ = tcp.set_nodelay(true);
+    let Some(acceptor) = acceptor else {
+        serve_connection(tcp, peer, app, opts.clone(), shutdown).await;
+        return;
+    };
     let tls = tokio::select! {
         result = tokio::time::timeout(opts.handshake_timeout, acceptor.accept(tcp)) => match result {
             Ok(Ok(tls)) => {
@@ -167,9 +206,45 @@ async fn connection(
         },
         () = stopped(&mut shutdown) => return,
     };
+    serve_connection(tls, peer, app, opts.clone(), shutdown).await;
+}
 
+/// `/a/b/?q` → `/a/b?q`; the root stays `/`.
+fn strip_trailing_slash(uri: &mut hyper::Uri) {
+    let path = uri.path();
+    if path.len() <= 1 || !path.ends_with('/') {
+        return;
+    }
+    let mut pq = path.trim_end_matches('/').to_owned();
+    if pq.is_empty() {
+        pq.push('/');
+    }
+    if let Some(q) = uri.query() {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = pq.parse().ok();
+    if let Ok(u) = hyper::Uri::from_parts(parts) {
+        *uri = u;
+    }
+}
+
+async fn serve_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    app: Router,
+    opts: Arc<HttpsOptions>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let strip = opts.strip_trailing_slash;
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        if strip {
+            strip_trailing_slash(req.uri_mut());
+        }
         let mut app = app.clone();
         async move {
             // A Router is always ready; poll anyway, as the Service contract asks.
@@ -183,7 +258,8 @@ async fn connection(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
-        .serve_connection(TokioIo::new(tls), service);
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let mut draining = false;
     loop {
@@ -199,6 +275,30 @@ async fn connection(
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_slashes_go_and_the_query_stays() {
+        for (from, to) in [
+            ("/ngsi-ld/v1/entities/", "/ngsi-ld/v1/entities"),
+            (
+                "/ngsi-ld/v1/entities/?type=A",
+                "/ngsi-ld/v1/entities?type=A",
+            ),
+            ("/a/b//", "/a/b"),
+            ("/", "/"),
+            ("/a", "/a"),
+            ("/a?x=/", "/a?x=/"),
+        ] {
+            let mut u: hyper::Uri = from.parse().unwrap();
+            strip_trailing_slash(&mut u);
+            assert_eq!(u.to_string(), to, "{from}");
         }
     }
 }

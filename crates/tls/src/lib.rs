@@ -36,7 +36,7 @@ use std::{net::SocketAddr, path::PathBuf};
 pub use config::{client_config, client_config_with_identity, mqtt_server_config, server_config};
 pub use counters::{TlsCounters, TlsCountersSnapshot};
 pub use error::TlsError;
-pub use https::{HttpsOptions, serve_https, serve_https_with};
+pub use https::{HttpsOptions, serve_http_with, serve_https, serve_https_with};
 pub use mqtt::{MqttFrontOptions, MqttTlsFront};
 /// The rustls config types in this crate's API, so callers need no rustls dependency.
 pub use rustls::{ClientConfig, ServerConfig};

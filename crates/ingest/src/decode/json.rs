@@ -214,6 +214,7 @@ fn obs(
         value,
         unit: None,
         observed_at: at,
+        observed: true,
         privacy: ctx.privacy,
         meta: None,
     }

@@ -158,6 +158,7 @@ pub fn map_pack(pack: &Pack, ctx: &DecodeContext) -> Result<Vec<Observation>, De
             value: value_of(r),
             unit,
             observed_at: r.time,
+            observed: true,
             privacy: ctx.privacy,
             meta: None,
         });
@@ -180,6 +181,7 @@ pub fn map_pack(pack: &Pack, ctx: &DecodeContext) -> Result<Vec<Observation>, De
             )),
             unit: None,
             observed_at: time,
+            observed: true,
             privacy: ctx.privacy,
             meta: None,
         });

@@ -478,11 +478,7 @@ async fn process(sh: &Shared, req: &Packet, method: RequestType) -> Outcome {
         Ok(o) => o,
         Err(e) => return reject(sh, Some(tenant), e.to_string(), Some(format), &req.payload).await,
     };
-    let batch = Batch {
-        tenant,
-        source: sh.name.clone(),
-        observations,
-    };
+    let batch = Batch::of(tenant, sh.name.clone(), observations);
     match sh.ingest.submit(batch, &sh.counters).await {
         Ok(()) => Outcome::new(ResponseType::Changed),
         Err(e) => Outcome::unavailable(e.to_string()),

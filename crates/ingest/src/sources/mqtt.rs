@@ -534,11 +534,7 @@ async fn handle(sh: Arc<Shared>, topic: String, payload: bytes::Bytes) -> Handle
     };
     match decode::decode(format, &payload, &ctx) {
         Ok(observations) => {
-            let batch = Batch {
-                tenant,
-                source: sh.name.clone(),
-                observations,
-            };
+            let batch = Batch::of(tenant, sh.name.clone(), observations);
             match sh.ingest.submit(batch, &sh.counters).await {
                 Ok(()) => Handled::Ack,
                 Err(e) => Handled::Retry(e.to_string()),

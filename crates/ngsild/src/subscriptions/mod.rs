@@ -271,7 +271,7 @@ async fn read_body(
     })?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| Problem::invalid(format!("the body is not valid JSON: {e}")))?;
-    let ctx = request::context_for_body(headers, &v, &st.contexts)?;
+    let ctx = request::context_for_body(headers, &v, &st.contexts).await?;
     Ok((v, ctx))
 }
 

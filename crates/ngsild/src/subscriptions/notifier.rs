@@ -38,37 +38,12 @@ use crate::{ApiState, access::View, problem::Problem, request};
 
 /// Why an address may not receive notifications, or `Ok`.
 pub fn address_rule(ip: IpAddr, config: &NotifyConfig) -> Result<(), &'static str> {
-    if config.allow_private_endpoints {
-        return Ok(());
-    }
-    let private = match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // CGNAT 100.64/10
-                || v4.octets()[0] == 0
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return address_rule(IpAddr::V4(v4), config);
-            }
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link-local
-        }
-    };
-    if private {
+    if config.allow_private_endpoints || !polity_tls::fetch::is_private(ip) {
+        Ok(())
+    } else {
         Err(
             "a loopback, private or link-local address; set [subscriptions] allow_private_endpoints = true to allow it",
         )
-    } else {
-        Ok(())
     }
 }
 
@@ -442,9 +417,9 @@ async fn authorize_and_render(
 
 fn context_of(st: &ApiState, sub: &Subscription) -> request::ActiveContext {
     let resolved = match &sub.context {
-        Value::String(url) => request::resolve_url(url, &st.contexts).ok(),
+        Value::String(url) => request::resolve_url(url, st.contexts.cache()).ok(),
         inline => {
-            let cache = &st.contexts;
+            let cache = st.contexts.cache();
             let resolver = |url: &str| -> Option<Arc<polity_model::jsonld::Context>> {
                 if polity_model::jsonld::is_core_context_url(url) {
                     return Some(Arc::new(polity_model::jsonld::Context::core().clone()));

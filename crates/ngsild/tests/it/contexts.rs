@@ -1,9 +1,6 @@
 //! `@context` handling (NGSI-LD 6.3.5): Link header vs body, unregistered contexts, and
 //! term expansion and compaction with a user context.
 
-use std::sync::Arc;
-
-use polity_model::jsonld::Context;
 use serde_json::{Value, json};
 
 use crate::node::{CORE, Node, link, problem, weather};
@@ -13,17 +10,14 @@ const USER: &str = "https://example.org/city-context.jsonld";
 
 async fn with_user_context() -> Node {
     Node::start_with(|s| {
-        let ctx = Context::from_json(
-            &json!({"temp": "https://example.org/vocab#temperature",
-                    "Station": "https://example.org/vocab#Station"}),
-            &|_| None,
-        )
-        .expect("a valid context");
         s.contexts
-            .write()
-            .unwrap()
-            .insert(USER, Arc::new(ctx))
-            .expect("room in the cache");
+            .insert(
+                USER,
+                json!({"@context": {"temp": "https://example.org/vocab#temperature",
+                                    "Station": "https://example.org/vocab#Station"}}),
+                polity_ngsild::contexts::Kind::Hosted,
+            )
+            .expect("a valid context");
     })
     .await
 }

@@ -113,6 +113,16 @@ fn expected(method: &str, path: &str, role: &str) -> Option<(Want, Want)> {
             _ if citizen && method == "POST" => (Forbidden, Forbidden),
             _ => (Served, Forbidden),
         },
+        // Changes to one entity of a city: only who may write there; the entity's owner
+        // sees it (403), other citizens do not (404, like a missing entity).
+        ("DELETE" | "PUT" | "PATCH", "/ngsi-ld/v1/entities/{id}")
+        | ("POST" | "PATCH", "/ngsi-ld/v1/entities/{id}/attrs")
+        | ("PATCH" | "PUT" | "DELETE", "/ngsi-ld/v1/entities/{id}/attrs/{attr}") => match role {
+            "anonymous" => (Unauth, Unauth),
+            "city-admin" | "app" => (Served, Forbidden),
+            "citizen-other" => (Hidden, Forbidden),
+            _ => (Forbidden, Forbidden),
+        },
         // Writes into one city.
         (
             "POST",
@@ -170,6 +180,7 @@ async fn call(
         "{base}{}",
         path.replace("{id}", id)
             .replace("{type}", "WaterConsumptionObserved")
+            .replace("{attr}", "waterConsumption")
     );
     let url = match path {
         "/ngsi-ld/v1/entities" if method == "GET" => format!("{url}?type=WaterConsumptionObserved"),
@@ -181,6 +192,7 @@ async fn call(
         "POST" => client.post(&url),
         "DELETE" => client.delete(&url),
         "PATCH" => client.patch(&url),
+        "PUT" => client.put(&url),
         "HEAD" => client.head(&url),
         other => panic!("no request builder for method {other}; extend the matrix test"),
     }
@@ -199,6 +211,18 @@ async fn call(
             "type": "Subscription", "entities": [{"type": "WaterConsumptionObserved"}],
             "notification": {"endpoint": {"uri": "http://127.0.0.1:9/notify"}}})),
         "/ngsi-ld/v1/subscriptions/{id}" if method == "PATCH" => req.json(&json!({"isActive": false})),
+        "/ngsi-ld/v1/entities/{id}" if method == "PUT" => req
+            .header("Content-Type", "application/json")
+            .body(entity(id, if tenant == OWN { "alice" } else { "dave" }, n).to_string()),
+        "/ngsi-ld/v1/entities/{id}" if method == "PATCH" => req
+            .header("Content-Type", "application/json")
+            .body(json!({"waterConsumption": {"type": "Property", "value": n}}).to_string()),
+        "/ngsi-ld/v1/entities/{id}/attrs" => req
+            .header("Content-Type", "application/json")
+            .body(json!({"waterConsumption": {"type": "Property", "value": n}}).to_string()),
+        "/ngsi-ld/v1/entities/{id}/attrs/{attr}" if method != "DELETE" => req
+            .header("Content-Type", "application/json")
+            .body(json!({"type": "Property", "value": n}).to_string()),
         "/api/me/consents" if method == "POST" => req.json(&json!({
             "recipient": "app:parking:adelaide", "purpose": "billing",
             "dataCategories": ["water-consumption"], "durationDays": 30})),
@@ -307,6 +331,12 @@ async fn every_route_answers_every_role_in_every_tenant_as_the_matrix_says() {
                 n += 1;
                 let status =
                     call(&login, &clients[role], &node.base, method, path, tenant, n).await;
+                if matches!(method.as_str(), "DELETE" | "PUT" | "PATCH")
+                    && path.starts_with("/ngsi-ld/v1/entities/{id}")
+                {
+                    // The change may have deleted or rewritten the seeded entities.
+                    seed(&node.base, &data).await;
+                }
                 if !satisfied(want, status) {
                     failures.push(format!(
                         "{role:<16} {method:<5} {path:<40} tenant {tenant:<9} wanted {want:?}, got {status}"

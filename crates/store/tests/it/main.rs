@@ -47,6 +47,7 @@ conformance!(
     delete_entity_removes_state_and_series,
     empty_store_answers_empty,
     documents_by_kind_and_tenant,
+    entity_operations,
 );
 
 #[test]
@@ -54,7 +55,7 @@ fn every_conformance_check_has_a_test_here() {
     // The macro list above must name every check the suite has.
     assert_eq!(
         polity_store::conformance::CHECKS.len(),
-        11,
+        12,
         "add the new check to conformance!(…) above"
     );
 }

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use polity_model::{Timestamp, Value};
+use std::sync::Arc;
+
+use polity_model::{Batch, EntityOp, Fold, Instances, Timestamp, Value};
 use polity_store::{
     DeadLetterQuery, DeadLetterStore, Device, EntityQuery, EntityStore, NewDeadLetter, Registry,
     SeriesQuery, SeriesStore, Store, StoreError,
@@ -113,9 +115,31 @@ fn everything_survives_reopen() {
         })
         .unwrap();
         assert!(s.delete_entity(&a, &id("ParkingSpot", "3")).unwrap());
+        // What only the NGSI-LD API writes: several types, a scope, an attribute without
+        // observedAt, attribute times, and a deletion.
+        let e = id("Building", "b1");
+        let mut name = obs(&e, "Building", "floors", 3.0, 7);
+        name.observed = false;
+        s.commit(&[Batch {
+            ops: vec![
+                EntityOp::Ensure {
+                    entity: e.clone(),
+                    types: vec![iri("Building"), iri("Asset")],
+                    scope: Some(vec![Arc::from("/Paris/Centre")]),
+                },
+                EntityOp::DeleteAttr {
+                    entity: id("ParkingSpot", "5"),
+                    attr: iri("occupancy"),
+                    instances: Instances::All,
+                },
+            ],
+            fold: Fold::Replace,
+            ..batch(&a, vec![name])
+        }])
+        .unwrap();
         snapshot(&s)
     };
-    assert!(before.contains("tenant adelaide: 39 entities"), "{before}");
+    assert!(before.contains("tenant adelaide: 40 entities"), "{before}");
 
     let s = open(dir.path());
     assert_eq!(
@@ -123,7 +147,7 @@ fn everything_survives_reopen() {
         before,
         "reopened store reads exactly the same"
     );
-    assert_eq!(s.count_points(&a).unwrap(), 195);
+    assert_eq!(s.count_points(&a).unwrap(), 196);
 
     // In-memory counters carry on from where they were, not from zero.
     let next = s
