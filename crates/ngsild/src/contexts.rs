@@ -9,9 +9,8 @@
 //! start-up or added through `/ngsi-ld/v1/jsonldContexts`, for air-gapped deployments.
 //! An unreachable context answers `LdContextNotAvailable` (503).
 //!
-//! This module owns the registry and the fetching; the routes are in
-//! [`crate::jsonld_contexts`]. It does not parse contexts itself (that is
-//! [`polity_model::jsonld`]).
+//! This module owns the registry, its `/jsonldContexts` routes and the fetching. It
+//! does not parse contexts itself (that is [`polity_model::jsonld`]).
 
 use std::{
     collections::BTreeMap,
