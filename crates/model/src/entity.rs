@@ -168,7 +168,8 @@ impl EntityState {
     }
 
     /// Sets an attribute instance to `obs` whatever the stored instance's `observedAt`
-    /// (NGSI-LD update semantics). Returns whether the state changed.
+    /// (NGSI-LD update semantics). An update is a modification even when the value is
+    /// the same, so the instance's `modifiedAt` always moves; returns true.
     pub fn set(&mut self, obs: &Observation, now: Timestamp) -> bool {
         self.fold(obs, now, true)
     }
@@ -179,7 +180,10 @@ impl EntityState {
         let changed = match pos {
             Ok(i) => {
                 let cur = &mut self.attrs[i];
-                if (!replace && obs.observed_at < cur.observed_at) || cur == obs {
+                if replace {
+                    *cur = obs.clone();
+                    true
+                } else if obs.observed_at < cur.observed_at || cur == obs {
                     false
                 } else {
                     *cur = obs.clone();

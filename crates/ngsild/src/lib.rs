@@ -9,6 +9,7 @@
 //! and dead letters as every other source. It does not own storage or the pages.
 
 pub mod access;
+pub mod batch;
 pub mod contexts;
 pub mod entities;
 pub mod problem;
@@ -153,6 +154,12 @@ pub fn routes(state: ApiState) -> Routes {
             entities::retrieve,
         )
         .delete(
+            "/ngsi-ld/v1/entities",
+            EntityWrite,
+            Scope::Tenant,
+            provision::purge,
+        )
+        .delete(
             "/ngsi-ld/v1/entities/{id}",
             EntityWrite,
             Scope::Tenant,
@@ -201,10 +208,34 @@ pub fn routes(state: ApiState) -> Routes {
             provision::delete_attr,
         )
         .post(
+            "/ngsi-ld/v1/entityOperations/create",
+            EntityWrite,
+            Scope::Tenant,
+            batch::create,
+        )
+        .post(
             "/ngsi-ld/v1/entityOperations/upsert",
             EntityWrite,
             Scope::Tenant,
-            entities::batch_upsert,
+            batch::upsert,
+        )
+        .post(
+            "/ngsi-ld/v1/entityOperations/update",
+            EntityWrite,
+            Scope::Tenant,
+            batch::update,
+        )
+        .post(
+            "/ngsi-ld/v1/entityOperations/merge",
+            EntityWrite,
+            Scope::Tenant,
+            batch::merge,
+        )
+        .post(
+            "/ngsi-ld/v1/entityOperations/delete",
+            EntityWrite,
+            Scope::Tenant,
+            batch::delete,
         )
         .get(
             "/ngsi-ld/v1/types",
@@ -258,18 +289,21 @@ pub fn routes(state: ApiState) -> Routes {
         .with_state(state)
 }
 
-/// Answers requests for paths no route serves, as ProblemDetails.
+/// Answers requests for paths no route serves, as ProblemDetails: an empty path segment
+/// (`/entities//attrs`, an id left out) is the client's bad data, anything else is not
+/// found.
 pub async fn not_found(uri: axum::http::Uri) -> Problem {
-    if uri.path().starts_with("/ngsi-ld/") {
-        Problem::new(
-            ErrorType::OperationNotSupported,
-            format!(
-                "`{}` is not served by this node yet; see docs/NGSI-LD.md for the routes it serves",
-                uri.path()
-            ),
-        )
+    let path = uri.path();
+    if path.starts_with("/ngsi-ld/") && path.contains("//") {
+        Problem::bad_data(format!(
+            "`{path}` has an empty path segment; an id or name is missing"
+        ))
+    } else if path.starts_with("/ngsi-ld/") {
+        Problem::not_found(format!(
+            "`{path}` is not an NGSI-LD resource this node serves; see docs/NGSI-LD.md"
+        ))
     } else {
-        Problem::not_found(format!("nothing is served at `{}`", uri.path()))
+        Problem::not_found(format!("nothing is served at `{path}`"))
     }
 }
 

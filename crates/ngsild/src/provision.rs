@@ -761,3 +761,131 @@ mod tests {
         assert!(!is_null(&json!(null)));
     }
 }
+
+/// Parameters of `DELETE /ngsi-ld/v1/entities` (purge, NGSI-LD 1.9).
+#[derive(Debug, Default, Deserialize)]
+pub struct PurgeParams {
+    /// Entity types, comma-separated.
+    #[serde(rename = "type")]
+    pub entity_type: Option<String>,
+    /// Entity ids, comma-separated.
+    pub id: Option<String>,
+    /// The q-language filter.
+    pub q: Option<String>,
+    /// Attributes to keep (the others are deleted), comma-separated.
+    pub keep: Option<String>,
+    /// Attributes to delete (the entities stay), comma-separated.
+    pub drop: Option<String>,
+    /// Only this node's entities (the default: purges are never forwarded).
+    pub local: Option<bool>,
+}
+
+/// `DELETE /ngsi-ld/v1/entities`: purge the matching entities, or with `drop`/`keep`
+/// some of their attributes.
+pub async fn purge(
+    State(st): State<ApiState>,
+    access: Access,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    p: Result<Query<PurgeParams>, QueryRejection>,
+) -> Result<Response, Problem> {
+    request::known_params(
+        raw.as_deref(),
+        &["type", "id", "q", "keep", "drop", "local"],
+    )?;
+    let p = params(p)?;
+    if p.keep.is_some() && p.drop.is_some() {
+        return Err(Problem::bad_data(
+            "give either keep or drop, not both: keep names the attributes that stay, drop those that go",
+        ));
+    }
+    if p.entity_type.is_none() && p.id.is_none() && p.q.is_none() && p.local != Some(true) {
+        return Err(Problem::bad_data(
+            "a purge needs at least one of type, id or q (or local=true to purge every local entity)",
+        ));
+    }
+    let (tenant, _) = request::tenant(&headers, &st.default_tenant)?;
+    crate::batch::may_write_tenant(&access, &tenant)?;
+    let ctx = request::context_from_headers(&headers, &st.contexts).await?;
+    let types: Vec<String> = p
+        .entity_type
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.trim().is_empty())
+        .map(|t| ctx.context.expand_term(t.trim()).into_owned())
+        .collect();
+    let ids: Option<Vec<EntityId>> = match &p.id {
+        Some(s) => Some(
+            s.split(',')
+                .map(|i| parse_id(i.trim()))
+                .collect::<Result<_, _>>()?,
+        ),
+        None => None,
+    };
+    let q = match &p.q {
+        Some(text) => {
+            let mut q = polity_model::query::Query::parse(text)
+                .map_err(|e| Problem::bad_data(e.to_string()))?;
+            q.expand(&ctx.context);
+            Some(q)
+        }
+        None => None,
+    };
+    let names = |s: &Option<String>| -> Option<Vec<String>> {
+        s.as_ref().map(|s| {
+            s.split(',')
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| ctx.context.expand_term(a.trim()).into_owned())
+                .collect()
+        })
+    };
+    let (keep, drop) = (names(&p.keep), names(&p.drop));
+    let store = st.store.clone();
+    let t = tenant.clone();
+    let all = blocking(move || store.entities(&t, &polity_store::EntityQuery::all(None))).await?;
+    let view = View::new(&access, Action::EntityWrite, None);
+    let mut ops = Vec::new();
+    for e in all {
+        let matches = (types.is_empty() || types.iter().any(|t| e.has_type(t)))
+            && ids.as_ref().is_none_or(|ids| ids.contains(&e.id))
+            && q.as_ref().is_none_or(|q| q.matches(&e));
+        // Entities the caller may not write are left alone, unseen.
+        if !matches || !view.allows(&entity_ref(&tenant, &e)) {
+            continue;
+        }
+        match (&keep, &drop) {
+            (None, None) => ops.push(EntityOp::DeleteEntity {
+                entity: e.id.clone(),
+            }),
+            (Some(keep), _) => {
+                let mut gone: Vec<&Arc<str>> = e
+                    .attrs
+                    .iter()
+                    .map(|a| &a.attr)
+                    .filter(|a| !keep.iter().any(|k| **k == ***a))
+                    .collect();
+                gone.dedup();
+                for a in gone {
+                    ops.push(EntityOp::DeleteAttr {
+                        entity: e.id.clone(),
+                        attr: a.clone(),
+                        instances: Instances::All,
+                    });
+                }
+            }
+            (None, Some(drop)) => {
+                for a in drop {
+                    ops.push(EntityOp::DeleteAttr {
+                        entity: e.id.clone(),
+                        attr: Arc::from(a.as_str()),
+                        instances: Instances::All,
+                    });
+                }
+            }
+        }
+    }
+    if !ops.is_empty() {
+        submit(&st, &tenant, ops, vec![]).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -123,8 +123,8 @@ async fn more_entities_than_the_batch_limit_is_rejected() {
     assert_eq!(r.status(), 404, "nothing of a rejected batch is stored");
 }
 
-/// An empty batch is an error; an id sent twice is reported once; and an upsert that
-/// names another type for an existing entity is refused for that entity.
+/// An empty batch is an error; an id sent twice is reported once; and an upsert
+/// (replace, the default) replaces an existing entity, type included.
 #[tokio::test]
 async fn empty_batches_duplicates_and_type_changes() {
     let node = Node::start().await;
@@ -137,23 +137,41 @@ async fn empty_batches_duplicates_and_type_changes() {
     assert_eq!(r.status(), 201);
     let created: Vec<String> = r.json().await.unwrap();
     assert_eq!(created, ["urn:ngsi-ld:Spot:1"]);
-    let retyped = json!([{"id": "urn:ngsi-ld:Spot:1", "type": "Meter", "a": 3}]);
-    let r = node.upsert(None, &retyped).await;
-    assert_eq!(r.status(), 207);
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert!(
-        body["errors"][0]["error"]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("cannot change"),
-        "{body}"
-    );
     let e = node
         .entity(None, "urn:ngsi-ld:Spot:1", "?options=keyValues")
         .await;
     assert_eq!(
-        (e["type"].as_str(), e["a"].as_i64()),
-        (Some("Spot"), Some(1)),
+        (e["a"].as_i64(), e["b"].as_i64()),
+        (Some(1), Some(2)),
         "{e}"
+    );
+    let retyped = json!([{"id": "urn:ngsi-ld:Spot:1", "type": "Meter", "a": 3}]);
+    let r = node.upsert(None, &retyped).await;
+    assert_eq!(r.status(), 204);
+    let e = node
+        .entity(None, "urn:ngsi-ld:Spot:1", "?options=keyValues")
+        .await;
+    assert_eq!(
+        e,
+        json!({"id": "urn:ngsi-ld:Spot:1", "type": "Meter", "a": 3}),
+        "replaced: new type, old attribute b gone"
+    );
+    let r = node
+        .post_json(
+            "/ngsi-ld/v1/entityOperations/upsert?options=update",
+            None,
+            &json!([{"id": "urn:ngsi-ld:Spot:1", "type": "Meter", "c": 4}]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let e = node
+        .entity(None, "urn:ngsi-ld:Spot:1", "?options=keyValues")
+        .await;
+    assert_eq!(
+        (e["a"].as_i64(), e["c"].as_i64()),
+        (Some(3), Some(4)),
+        "update merges: {e}"
     );
 }

@@ -298,10 +298,10 @@ async fn observed_at_in_the_far_future_is_refused() {
     );
 }
 
-/// An entity without attributes cannot be stored yet; it is refused, never acknowledged
-/// and then lost.
+/// An entity without attributes is stored and served (NGSI-LD allows it), by create
+/// and by upsert.
 #[tokio::test]
-async fn an_entity_without_attributes_is_refused_not_lost() {
+async fn an_entity_without_attributes_is_stored() {
     let node = Node::start().await;
     let r = node
         .upsert(
@@ -309,14 +309,19 @@ async fn an_entity_without_attributes_is_refused_not_lost() {
             &json!([{"id": "urn:ngsi-ld:Sensor:bare", "type": "Sensor"}]),
         )
         .await;
-    assert_eq!(r.status(), 207);
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert!(
-        body["errors"][0]["error"]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("no attributes"),
-        "{body}"
+    assert_eq!(r.status(), 201);
+    node.create(
+        None,
+        &json!({"id": "urn:ngsi-ld:Sensor:bare2", "type": ["Sensor", "Asset"]}),
+    )
+    .await;
+    assert_eq!(
+        node.entity(None, "urn:ngsi-ld:Sensor:bare", "").await,
+        json!({"id": "urn:ngsi-ld:Sensor:bare", "type": "Sensor"})
+    );
+    assert_eq!(
+        node.entity(None, "urn:ngsi-ld:Sensor:bare2", "").await,
+        json!({"id": "urn:ngsi-ld:Sensor:bare2", "type": ["Sensor", "Asset"]})
     );
 }
 

@@ -195,11 +195,12 @@ async fn malformed_json_is_400_invalid_request() {
         )
         .await;
     }
-    // Well-formed JSON that is not an object is bad data.
+    // Well-formed JSON that is not an object is no entity: InvalidRequest too, as the
+    // ETSI suite reads the spec (001_02_02).
     problem(
         post(&node, ENTITIES, "application/json", b"[1,2]".to_vec()).await,
         400,
-        "BadRequestData",
+        "InvalidRequest",
     )
     .await;
 }
@@ -272,7 +273,17 @@ async fn unparsable_bodies_are_dead_lettered_as_received() {
 async fn unknown_routes_and_methods_are_not_served() {
     let node = Node::start().await;
     let r = node.get("/ngsi-ld/v1/nothing", None).send().await.unwrap();
-    assert_eq!(r.status(), 404);
+    problem(r, 404, "ResourceNotFound").await;
+    // An empty segment is an id left out.
+    let r = node
+        .http
+        .post(node.url("/ngsi-ld/v1/entities//attrs/"))
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    problem(r, 400, "BadRequestData").await;
     let r = node
         .http
         .delete(node.url("/ngsi-ld/v1/types"))

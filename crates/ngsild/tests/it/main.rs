@@ -7,6 +7,7 @@ mod contexts;
 mod entities;
 mod errors;
 mod node;
+mod provision;
 mod query;
 mod senml;
 mod subscriptions;

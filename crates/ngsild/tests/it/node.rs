@@ -27,6 +27,8 @@ pub struct Node {
     pub http: reqwest::Client,
     pub store: Arc<FjallStore>,
     server: tokio::task::JoinHandle<()>,
+    /// Keeps the listener serving (it stops when this is dropped).
+    _stop_http: tokio::sync::watch::Sender<bool>,
     _notifier: (
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
@@ -90,14 +92,27 @@ impl Node {
             Arc::default(),
             stop_rx,
         );
-        let app = gate.protect(router);
+        // As the node serves it: ProblemDetails for unknown paths and methods.
+        let app = gate.protect(
+            router
+                .method_not_allowed_fallback(polity_ngsild::method_not_allowed)
+                .fallback(polity_ngsild::not_found),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound address");
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("server runs");
-        });
+        // The node's own listener: trailing slashes route like none, as in `serve`.
+        let (stop_http, never) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(polity_tls::serve_http_with(
+            listener,
+            app,
+            never,
+            polity_tls::HttpsOptions {
+                strip_trailing_slash: true,
+                ..Default::default()
+            },
+        ));
         let http = reqwest::Client::builder()
             // A hang is a failure, not a stuck test run.
             .timeout(Duration::from_secs(30))
@@ -108,6 +123,7 @@ impl Node {
             http,
             store,
             server,
+            _stop_http: stop_http,
             _notifier: (stop, notifier),
             _writer: writer,
             _dir: dir,

@@ -126,8 +126,15 @@ fn expected(method: &str, path: &str, role: &str) -> Option<(Want, Want)> {
         // Writes into one city.
         (
             "POST",
-            "/ngsi-ld/v1/entities" | "/ngsi-ld/v1/entityOperations/upsert" | "/api/ingest/senml",
-        ) => match role {
+            "/ngsi-ld/v1/entities"
+            | "/ngsi-ld/v1/entityOperations/create"
+            | "/ngsi-ld/v1/entityOperations/upsert"
+            | "/ngsi-ld/v1/entityOperations/update"
+            | "/ngsi-ld/v1/entityOperations/merge"
+            | "/ngsi-ld/v1/entityOperations/delete"
+            | "/api/ingest/senml",
+        )
+        | ("DELETE", "/ngsi-ld/v1/entities") => match role {
             "anonymous" => (Unauth, Unauth),
             "city-admin" | "app" => (Served, Forbidden),
             _ => (Forbidden, Forbidden),
@@ -183,7 +190,9 @@ async fn call(
             .replace("{attr}", "waterConsumption")
     );
     let url = match path {
-        "/ngsi-ld/v1/entities" if method == "GET" => format!("{url}?type=WaterConsumptionObserved"),
+        "/ngsi-ld/v1/entities" if method == "GET" || method == "DELETE" => {
+            format!("{url}?type=WaterConsumptionObserved")
+        }
         "/ngsi-ld/v1/temporal/entities/{id}" => format!("{url}?lastN=5"),
         _ => url,
     };
@@ -201,9 +210,16 @@ async fn call(
         "/ngsi-ld/v1/entities" if method == "POST" => req
             .header("Content-Type", "application/json")
             .body(entity(&format!("urn:ngsi-ld:WaterConsumptionObserved:{tenant}-m{n}"), "carol", n).to_string()),
-        "/ngsi-ld/v1/entityOperations/upsert" => req
+        "/ngsi-ld/v1/entityOperations/upsert" | "/ngsi-ld/v1/entityOperations/create" => req
             .header("Content-Type", "application/json")
             .body(json!([entity(&format!("urn:ngsi-ld:WaterConsumptionObserved:{tenant}-u{n}"), "carol", n)]).to_string()),
+        "/ngsi-ld/v1/entityOperations/update" | "/ngsi-ld/v1/entityOperations/merge" => req
+            .header("Content-Type", "application/json")
+            .body(json!([{"id": id, "type": "WaterConsumptionObserved",
+                          "waterConsumption": {"type": "Property", "value": n}}]).to_string()),
+        "/ngsi-ld/v1/entityOperations/delete" => req
+            .header("Content-Type", "application/json")
+            .body(json!([id]).to_string()),
         "/api/ingest/senml" => req
             .header("Content-Type", "application/senml+json")
             .body(json!([{"bn": format!("urn:dev:ow:{tenant}-{n}:"), "n": "temperature", "u": "Cel", "v": 20.5}]).to_string()),
@@ -331,8 +347,9 @@ async fn every_route_answers_every_role_in_every_tenant_as_the_matrix_says() {
                 n += 1;
                 let status =
                     call(&login, &clients[role], &node.base, method, path, tenant, n).await;
-                if matches!(method.as_str(), "DELETE" | "PUT" | "PATCH")
-                    && path.starts_with("/ngsi-ld/v1/entities/{id}")
+                if (matches!(method.as_str(), "DELETE" | "PUT" | "PATCH")
+                    && path.starts_with("/ngsi-ld/v1/entities"))
+                    || path.starts_with("/ngsi-ld/v1/entityOperations/")
                 {
                     // The change may have deleted or rewritten the seeded entities.
                     seed(&node.base, &data).await;

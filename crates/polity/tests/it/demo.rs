@@ -313,15 +313,15 @@ tenant = "nowhere"
     // Paths and methods nobody serves answer with ProblemDetails too.
     let (status, p) = get_json(
         &http,
-        &format!("{}/ngsi-ld/v1/csourceRegistrations", node.base),
+        &format!("{}/ngsi-ld/v1/nowhere", node.base),
         "nowhere",
     )
     .await;
     assert_eq!(
         (status, p["type"].as_str()),
         (
-            422,
-            Some("https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported")
+            404,
+            Some("https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound")
         ),
         "{p}"
     );
