@@ -19,13 +19,17 @@
 //! | [`jsonld`] | JSON-LD active contexts, term expansion and compaction |
 //! | [`ngsild`] | NGSI-LD entity JSON to observations and back |
 //! | [`query`] | the NGSI-LD query language (`q`): parse, print, evaluate against [`EntityState`] |
+//! | [`selection`] | entity type expressions and scope queries |
+//! | [`geoquery`] | geo-queries: `georel`, geometry and coordinates, evaluated on GeoJSON |
 
 pub mod entity;
+pub mod geoquery;
 pub mod id;
 pub mod jsonld;
 pub mod ngsild;
 pub mod observation;
 pub mod query;
+pub mod selection;
 pub mod senml;
 pub mod time;
 pub mod units;

@@ -10,12 +10,15 @@
 
 pub mod access;
 pub mod batch;
+pub mod consume;
 pub mod contexts;
+pub mod discovery;
 pub mod entities;
 pub mod problem;
 pub mod provision;
 pub mod request;
 pub mod senml;
+pub mod shape;
 pub mod subscriptions;
 pub mod temporal;
 
@@ -139,7 +142,7 @@ pub fn routes(state: ApiState) -> Routes {
             "/ngsi-ld/v1/entities",
             EntityRead,
             Scope::Tenant,
-            entities::query,
+            consume::query,
         )
         .post(
             "/ngsi-ld/v1/entities",
@@ -151,7 +154,13 @@ pub fn routes(state: ApiState) -> Routes {
             "/ngsi-ld/v1/entities/{id}",
             EntityRead,
             Scope::Tenant,
-            entities::retrieve,
+            consume::retrieve,
+        )
+        .post(
+            "/ngsi-ld/v1/entityOperations/query",
+            EntityRead,
+            Scope::Tenant,
+            consume::query_post,
         )
         .delete(
             "/ngsi-ld/v1/entities",
@@ -241,7 +250,25 @@ pub fn routes(state: ApiState) -> Routes {
             "/ngsi-ld/v1/types",
             TypesRead,
             Scope::Tenant,
-            entities::types,
+            discovery::types,
+        )
+        .get(
+            "/ngsi-ld/v1/types/{type}",
+            TypesRead,
+            Scope::Tenant,
+            discovery::type_info,
+        )
+        .get(
+            "/ngsi-ld/v1/attributes",
+            TypesRead,
+            Scope::Tenant,
+            discovery::attributes,
+        )
+        .get(
+            "/ngsi-ld/v1/attributes/{attr}",
+            TypesRead,
+            Scope::Tenant,
+            discovery::attribute_info,
         )
         .get(
             "/ngsi-ld/v1/temporal/entities/{id}",

@@ -307,6 +307,20 @@ pub fn compile_pattern(p: &str) -> Result<regex::Regex, String> {
     if p.len() > MAX_PATTERN {
         return Err(format!("idPattern is longer than {MAX_PATTERN} bytes"));
     }
+    // The regex crate reads `a**` as a repetition of a repetition; in an id pattern it
+    // is a typo (the ETSI suite's "invalid pattern" is exactly that), so refuse it.
+    let b = p.as_bytes();
+    if let Some(i) = (1..b.len()).find(|&i| {
+        matches!(b[i], b'*' | b'+')
+            && matches!(b[i - 1], b'*' | b'+')
+            && (i < 2 || b[i - 2] != b'\\')
+    }) {
+        return Err(format!(
+            "idPattern `{p}` repeats a repetition at byte {i} (`{}{}`); write one quantifier",
+            b[i - 1] as char,
+            b[i] as char
+        ));
+    }
     regex::RegexBuilder::new(&format!("^(?:{p})$"))
         .size_limit(1 << 20)
         .build()

@@ -119,9 +119,14 @@ async fn retrieve_with_attrs_keeps_only_those() {
     let mut keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["id", "refDevice", "temperature", "type"]);
-    // An attribute the entity does not have gives the entity without attributes.
-    let e = node.entity(None, W1, "?attrs=humidity").await;
-    assert_eq!(e, json!({"id": W1, "type": "WeatherObserved"}));
+    // Asking only for attributes the entity does not have finds nothing (GS CIM 009
+    // 5.7.1, ETSI 018_03_02).
+    let r = node
+        .get(&format!("/ngsi-ld/v1/entities/{W1}?attrs=humidity"), None)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 404, "ResourceNotFound").await;
 }
 
 #[tokio::test]
@@ -151,7 +156,8 @@ async fn unknown_option_is_400() {
         .send()
         .await
         .unwrap();
-    problem(r, 400, "BadRequestData").await;
+    // An unknown representation is a malformed request (ETSI 018_16).
+    problem(r, 400, "InvalidRequest").await;
 }
 
 #[tokio::test]

@@ -87,12 +87,22 @@ fn expected(method: &str, path: &str, role: &str) -> Option<(Want, Want)> {
             });
         }
         // Reads of one city's entities.
-        ("GET", "/ngsi-ld/v1/entities" | "/ngsi-ld/v1/types") => match role {
+        (
+            "GET",
+            "/ngsi-ld/v1/entities"
+            | "/ngsi-ld/v1/types"
+            | "/ngsi-ld/v1/types/{type}"
+            | "/ngsi-ld/v1/attributes"
+            | "/ngsi-ld/v1/attributes/{attr}",
+        )
+        | ("POST", "/ngsi-ld/v1/entityOperations/query") => match role {
             "anonymous" => (Unauth, Unauth),
             "operator" => (Served, Served),
             "security-analyst" => (Forbidden, Forbidden),
             // Citizens query their own entities but may not list a city's types.
-            _ if citizen && path.ends_with("types") => (Forbidden, Forbidden),
+            _ if citizen && (path.contains("/types") || path.contains("/attributes")) => {
+                (Forbidden, Forbidden)
+            }
             _ => (Served, Forbidden),
         },
         ("GET", "/ngsi-ld/v1/entities/{id}" | "/ngsi-ld/v1/temporal/entities/{id}") => match role {
@@ -220,6 +230,9 @@ async fn call(
         "/ngsi-ld/v1/entityOperations/delete" => req
             .header("Content-Type", "application/json")
             .body(json!([id]).to_string()),
+        "/ngsi-ld/v1/entityOperations/query" => req
+            .header("Content-Type", "application/json")
+            .body(json!({"type": "Query", "entities": [{"type": "WaterConsumptionObserved"}]}).to_string()),
         "/api/ingest/senml" => req
             .header("Content-Type", "application/senml+json")
             .body(json!([{"bn": format!("urn:dev:ow:{tenant}-{n}:"), "n": "temperature", "u": "Cel", "v": 20.5}]).to_string()),
