@@ -1,7 +1,7 @@
 //! Entity consumption: retrieve one entity (`GET /entities/{id}`) and query entities
 //! (`GET /entities`, `POST /entityOperations/query`), GS CIM 009 5.7.
 //!
-//! A query is a [`Selector`] (which entities: types or a type expression, ids,
+//! A query is a `Selector` (which entities: types or a type expression, ids,
 //! `idPattern`, `attrs`, `q`, `scopeQ`, a geo-query) and a [`Shape`] (how they are
 //! rendered). Parameters are checked before anything is read, so a malformed request is
 //! 400 whether or not the entity exists. Authorization is applied before paging, so
