@@ -39,7 +39,7 @@ pub use id::{EntityId, IdError, Tenant};
 pub use jsonld::{Context, ContextCache, JsonLdError};
 pub use ngsild::{
     Format, NgsiLdError, ParseDefaults, ParsedEntity, RenderOptions, TemporalOptions, parse_entity,
-    parse_fragment, render_entity, render_temporal,
+    parse_fragment, parse_temporal, render_entity, render_temporal,
 };
 pub use observation::{Batch, Fold, Interner, Observation, PrivacyClass, Value};
 pub use query::{Query, QueryError};

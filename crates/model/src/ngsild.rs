@@ -32,6 +32,27 @@ use crate::{
     units::UnitCode,
 };
 
+/// NGSI-LD Null: the value that deletes an attribute in a merge, and that marks a
+/// deletion in a temporal evolution.
+pub const NGSI_NULL: &str = "urn:ngsi-ld:null";
+
+/// The expanded IRI of the entity member `scope`, under which the history of scope
+/// deletions is kept.
+pub const SCOPE_IRI: &str = "https://uri.etsi.org/ngsi-ld/scope";
+
+/// Whether `v` is a deletion record (an NGSI-LD Null of its kind).
+pub fn is_tombstone(attr: &str, v: &Value) -> bool {
+    match v {
+        Value::Text(t) => &**t == NGSI_NULL,
+        Value::Relationship(id) => id.as_str() == NGSI_NULL,
+        Value::LanguageMap(m) | Value::Vocab(m) | Value::JsonValue(m) => {
+            m.as_str() == Some(NGSI_NULL)
+                || m.get("@none").and_then(Json::as_str) == Some(NGSI_NULL)
+        }
+        _ => attr == SCOPE_IRI,
+    }
+}
+
 /// Deepest JSON nesting accepted in an entity body.
 pub const MAX_DEPTH: usize = 32;
 
@@ -624,8 +645,8 @@ fn number(x: f64) -> Json {
 }
 
 /// (attribute type, key holding the value, the value) for a hot-path value, with
-/// vocab terms compacted against `ctx`.
-fn value_parts(v: &Value, ctx: &Context) -> (&'static str, &'static str, Json) {
+/// vocab terms compacted against `ctx`: `("Property", "value", 21.5)`.
+pub fn value_parts(v: &Value, ctx: &Context) -> (&'static str, &'static str, Json) {
     match v {
         Value::Number(x) => ("Property", "value", number(*x)),
         Value::Bool(b) => ("Property", "value", Json::Bool(*b)),
@@ -662,6 +683,25 @@ pub fn parse_entity(
     body: &Json,
     ctx: &Context,
     defaults: &ParseDefaults,
+) -> Result<ParsedEntity, NgsiLdError> {
+    parse_entity_inner(body, ctx, defaults, false)
+}
+
+/// Parses a temporal entity representation: like [`parse_entity`], but an attribute
+/// may list several instances with the same `datasetId` (its evolution over time).
+pub fn parse_temporal(
+    body: &Json,
+    ctx: &Context,
+    defaults: &ParseDefaults,
+) -> Result<ParsedEntity, NgsiLdError> {
+    parse_entity_inner(body, ctx, defaults, true)
+}
+
+fn parse_entity_inner(
+    body: &Json,
+    ctx: &Context,
+    defaults: &ParseDefaults,
+    temporal: bool,
 ) -> Result<ParsedEntity, NgsiLdError> {
     let Json::Object(o) = body else {
         return Err(NgsiLdError::InvalidRequest(
@@ -756,7 +796,7 @@ pub fn parse_entity(
         };
         for inst_json in instances {
             let inst = instance(name, inst_json, ctx, 1)?;
-            if !seen.insert((attr.clone(), inst.dataset_id.clone())) {
+            if !temporal && !seen.insert((attr.clone(), inst.dataset_id.clone())) {
                 return Err(bad(format!(
                     "attribute `{}` has two instances with the same datasetId; give each instance its own",
                     clip(name)
@@ -1391,18 +1431,18 @@ mod tests {
             json!({
                 "id": "urn:ngsi-ld:ParkingSpot:1",
                 "type": "ParkingSpot",
-                "createdAt": "2023-11-14T22:13:20.000Z",
-                "modifiedAt": "2023-11-14T22:13:20.000Z",
+                "createdAt": "2023-11-14T22:13:20Z",
+                "modifiedAt": "2023-11-14T22:13:20Z",
                 "refParkingSite": {"type": "Relationship", "object": "urn:ngsi-ld:ParkingSite:1",
-                                   "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.000Z"},
+                                   "createdAt": "2023-11-14T22:13:20Z", "modifiedAt": "2023-11-14T22:13:20Z"},
                 "speed": [
                     {"type": "Property", "value": 54.5,
-                     "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.000Z"},
+                     "createdAt": "2023-11-14T22:13:20Z", "modifiedAt": "2023-11-14T22:13:20Z"},
                     {"type": "Property", "value": 55, "unitCode": "KMH", "datasetId": "urn:ngsi-ld:Dataset:gps",
-                     "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.000Z"}
+                     "createdAt": "2023-11-14T22:13:20Z", "modifiedAt": "2023-11-14T22:13:20Z"}
                 ],
-                "status": {"type": "Property", "value": "free", "observedAt": "2018-09-21T12:00:00.000Z",
-                           "createdAt": "2023-11-14T22:13:20.000Z", "modifiedAt": "2023-11-14T22:13:20.000Z",
+                "status": {"type": "Property", "value": "free", "observedAt": "2018-09-21T12:00:00Z",
+                           "createdAt": "2023-11-14T22:13:20Z", "modifiedAt": "2023-11-14T22:13:20Z",
                            "parkingPermit": {"type": "Property", "value": "yes"}}
             })
         );
@@ -1500,7 +1540,7 @@ mod tests {
         );
         assert_eq!(
             c["status"],
-            json!({"value": "free", "observedAt": "2018-09-21T12:00:00.000Z", "parkingPermit": {"value": "yes"}})
+            json!({"value": "free", "observedAt": "2018-09-21T12:00:00Z", "parkingPermit": {"value": "yes"}})
         );
         assert_eq!(
             c["refParkingSite"]["object"],
@@ -1548,8 +1588,8 @@ mod tests {
         assert_eq!(
             n,
             json!({"id": "urn:ngsi-ld:X:1", "type": "X", "speed": [
-                {"type": "Property", "value": 1.5, "observedAt": "1970-01-01T00:00:01.000Z", "unitCode": "KMH"},
-                {"type": "Property", "value": 2, "observedAt": "1970-01-01T00:00:02.000Z", "unitCode": "KMH"}
+                {"type": "Property", "value": 1.5, "observedAt": "1970-01-01T00:00:01Z", "unitCode": "KMH"},
+                {"type": "Property", "value": 2, "observedAt": "1970-01-01T00:00:02Z", "unitCode": "KMH"}
             ]})
         );
         let tv = render_temporal(
@@ -1564,7 +1604,7 @@ mod tests {
         );
         assert_eq!(
             tv["speed"],
-            json!({"type": "Property", "values": [[1.5, "1970-01-01T00:00:01.000Z"], [2, "1970-01-01T00:00:02.000Z"]]})
+            json!({"type": "Property", "values": [[1.5, "1970-01-01T00:00:01Z"], [2, "1970-01-01T00:00:02Z"]]})
         );
     }
 

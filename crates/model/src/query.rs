@@ -1399,10 +1399,7 @@ mod tests {
         check("temperature.observedAt<2018-12-04T12:00:00Z", false);
         check("temperature.observedAt==2018-12-04", true);
         check("temperature.observedAt>2018-12-03", true);
-        check(
-            r#"temperature.observedAt=="2018-12-04T12:00:00.000Z""#,
-            true,
-        );
+        check(r#"temperature.observedAt=="2018-12-04T12:00:00Z""#, true);
         // Date-time text values compare in time order too.
         check("lastService<2018-12-01T00:00:00Z", true);
         check("lastService==2018-11-30T09:30:00+01:00", true);
@@ -1588,7 +1585,7 @@ mod tests {
             ("x==1e21", "x==1e21"),
             ("x==-0.000001", "x==-1e-6"),
             ("x==12345678", "x==12345678"),
-            ("t>2018-12-04T13:00:00+01:00", "t>2018-12-04T12:00:00.000Z"),
+            ("t>2018-12-04T13:00:00+01:00", "t>2018-12-04T12:00:00Z"),
             ("t==2018-12-04", "t==2018-12-04"),
             ("t==08:30:00.250", "t==08:30:00.25Z"),
             (r#"s=="a\"b\\c\d""#, r#"s=="a\"b\\c\\d""#),

@@ -92,10 +92,12 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Whole seconds without a fraction (`2020-08-01T12:03:00Z`), otherwise the
+        // milliseconds: clients (and the ETSI suite) compare these strings exactly.
         f.write_str(
             &self
                 .to_datetime()
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
         )
     }
 }

@@ -213,6 +213,21 @@ pub(crate) struct Selector {
 }
 
 impl Selector {
+    /// Whether `e` is selected, with `q` evaluated on its public attributes only (for
+    /// callers that have not established they may read personal ones).
+    pub(crate) fn matches(&self, e: &EntityState) -> bool {
+        self.matches_except_q(e)
+            && self.q.as_ref().is_none_or(|q| {
+                if e.attrs.iter().all(|a| a.privacy == PrivacyClass::Public) {
+                    q.matches(e)
+                } else {
+                    let mut visible = e.clone();
+                    visible.attrs.retain(|a| a.privacy == PrivacyClass::Public);
+                    q.matches(&visible)
+                }
+            })
+    }
+
     fn matches_except_q(&self, e: &EntityState) -> bool {
         self.types.as_ref().is_none_or(|t| t.matches(e))
             && self.ids.as_ref().is_none_or(|ids| ids.contains(&e.id))
@@ -258,7 +273,7 @@ pub(crate) fn geo_of(
     }
 }
 
-fn selector_of(p: &EntityParams, ctx: &ActiveContext) -> Result<Selector, Problem> {
+pub(crate) fn selector_of(p: &EntityParams, ctx: &ActiveContext) -> Result<Selector, Problem> {
     let types = match &p.entity_type {
         Some(t) => Some(
             TypeExpr::parse(t, &|n| ctx.context.expand_term(n).into_owned())

@@ -80,6 +80,8 @@ pub struct ApiState {
     pub consents: Option<Arc<polity_consent::ConsentStore>>,
     /// The node's subscriptions (loaded from the store).
     pub subscriptions: Arc<subscriptions::Subscriptions>,
+    /// Bounds of temporal reads.
+    pub temporal: temporal::TemporalLimits,
 }
 
 impl ApiState {
@@ -128,6 +130,7 @@ impl ApiState {
             create_lock: Arc::default(),
             vault: None,
             consents: None,
+            temporal: temporal::TemporalLimits::default(),
         })
     }
 }
@@ -277,6 +280,54 @@ pub fn routes(state: ApiState) -> Routes {
             temporal::retrieve,
         )
         .get(
+            "/ngsi-ld/v1/temporal/entities",
+            TemporalRead,
+            Scope::Tenant,
+            temporal::query,
+        )
+        .post(
+            "/ngsi-ld/v1/temporal/entityOperations/query",
+            TemporalRead,
+            Scope::Tenant,
+            temporal::query_post,
+        )
+        .post(
+            "/ngsi-ld/v1/temporal/entities",
+            EntityWrite,
+            Scope::Tenant,
+            temporal::create,
+        )
+        .delete(
+            "/ngsi-ld/v1/temporal/entities/{id}",
+            EntityWrite,
+            Scope::Tenant,
+            temporal::delete_entity,
+        )
+        .post(
+            "/ngsi-ld/v1/temporal/entities/{id}/attrs",
+            EntityWrite,
+            Scope::Tenant,
+            temporal::append,
+        )
+        .delete(
+            "/ngsi-ld/v1/temporal/entities/{id}/attrs/{attr}",
+            EntityWrite,
+            Scope::Tenant,
+            temporal::delete_attr,
+        )
+        .patch(
+            "/ngsi-ld/v1/temporal/entities/{id}/attrs/{attr}/{instance}",
+            EntityWrite,
+            Scope::Tenant,
+            temporal::modify_instance,
+        )
+        .delete(
+            "/ngsi-ld/v1/temporal/entities/{id}/attrs/{attr}/{instance}",
+            EntityWrite,
+            Scope::Tenant,
+            temporal::delete_instance,
+        )
+        .get(
             "/ngsi-ld/v1/subscriptions",
             EntityRead,
             Scope::Tenant,
@@ -320,7 +371,10 @@ pub fn routes(state: ApiState) -> Routes {
 /// (`/entities//attrs`, an id left out) is the client's bad data, anything else is not
 /// found.
 pub async fn not_found(uri: axum::http::Uri) -> Problem {
-    let path = uri.path();
+    not_found_problem(uri.path())
+}
+
+fn not_found_problem(path: &str) -> Problem {
     if path.starts_with("/ngsi-ld/") && path.contains("//") {
         Problem::bad_data(format!(
             "`{path}` has an empty path segment; an id or name is missing"

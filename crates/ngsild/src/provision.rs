@@ -33,8 +33,7 @@ use crate::{
     request::{self, ActiveContext},
 };
 
-/// The value that deletes an attribute in a merge (NGSI-LD 1.8 "NGSI-LD Null").
-pub const NGSI_NULL: &str = "urn:ngsi-ld:null";
+pub use polity_model::ngsild::NGSI_NULL;
 
 fn parse_id(s: &str) -> Result<EntityId, Problem> {
     if s.is_empty() {

@@ -628,6 +628,13 @@ pub fn render_all(
     Json::Array(out)
 }
 
+/// Applies `projection` to one rendered entity (an object; anything else is left).
+pub fn project(projection: &Projection, v: &mut Json, ctx: &Context) {
+    if let Json::Object(obj) = v {
+        projection.apply(obj, ctx);
+    }
+}
+
 /// Checks the members `pick`/`omit` keep for one entity: picking only what it does not
 /// have, or omitting everything, leaves nothing to return (404).
 pub fn leaves_something(v: &Json) -> bool {

@@ -39,6 +39,9 @@ pub struct Config {
     /// JSON-LD `@context`s: downloading them on first use, and preloading them.
     #[serde(default)]
     pub contexts: ContextsSection,
+    /// The temporal API.
+    #[serde(default)]
+    pub temporal: TemporalSection,
     /// Sources by name. Default: none (the NGSI-LD HTTP API is always on). Read in a
     /// second pass by [`parse`], from the spanned document, so that errors inside a
     /// source point at the key (serde's internally tagged enums lose positions).
@@ -291,6 +294,28 @@ impl SubscriptionsSection {
             retries: self.retries.min(10),
             timeout: std::time::Duration::from_secs(self.timeout_secs.clamp(1, 300)),
             max_entities: self.max_entities.max(1),
+        }
+    }
+}
+
+/// `[temporal]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemporalSection {
+    /// Most instances one temporal response carries per entity; past it the answer is
+    /// 206 Partial Content with a `Content-Range` saying what it covers. Default 10000.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: usize,
+}
+
+fn default_max_instances() -> usize {
+    10_000
+}
+
+impl Default for TemporalSection {
+    fn default() -> Self {
+        TemporalSection {
+            max_instances: default_max_instances(),
         }
     }
 }

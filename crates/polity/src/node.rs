@@ -323,6 +323,9 @@ pub async fn start(cfg: &Config, flags: &FlagNames, progress: &Progress) -> anyh
                 anyhow::anyhow!("the preloaded context {}: {}", p.file.display(), e.detail)
             })?;
     }
+    api.temporal = polity_ngsild::temporal::TemporalLimits {
+        max_instances: cfg.temporal.max_instances.max(1),
+    };
     api.vault = Some(trust.vault.clone());
     api.consents = Some(trust.consents.clone());
     api.default_tenant = cfg.node.default_tenant.clone();

@@ -11,7 +11,7 @@
 //!
 //!   ```json
 //!   {"id":"urn:ngsi-ld:ACMeasurement:melbourne-01400","type":"ACMeasurement",
-//!    "observedAt":"2026-11-25T08:00:00.000Z",
+//!    "observedAt":"2026-11-25T08:00:00Z",
 //!    "location":{"type":"Point","coordinates":[144.9,-37.8]},
 //!    "totalActivePower":{"value":1.21,"unitCode":"KWT"}, "...": "..."}
 //!   ```

@@ -549,29 +549,52 @@ pub(crate) fn get_payload(r: &mut Reader<'_>) -> DResult<Payload> {
     })
 }
 
-/// A series value: `version ‖ entity type id ‖ payload`.
+/// The format of series values: 2 adds when the point was recorded (committed), for
+/// NGSI-LD `createdAt`/`modifiedAt` of temporal instances. Format 1 values still read.
+pub(crate) const SERIES_VERSION: u8 = 2;
+
+/// A series value: `version ‖ entity type id ‖ payload ‖ recorded at`.
 #[cfg(test)]
 pub(crate) fn series_value(type_id: u32, o: &Observation) -> Vec<u8> {
     let mut v = Vec::with_capacity(16);
-    put_series_value(&mut v, type_id, o);
+    put_series_value(&mut v, type_id, o, Timestamp::from_millis(0));
     v
 }
 
 /// Appends a series value (see [`series_value`]) to `buf`.
-pub(crate) fn put_series_value(buf: &mut Vec<u8>, type_id: u32, o: &Observation) {
-    buf.push(VALUE_VERSION);
+pub(crate) fn put_series_value(
+    buf: &mut Vec<u8>,
+    type_id: u32,
+    o: &Observation,
+    recorded: Timestamp,
+) {
+    buf.push(SERIES_VERSION);
     put_varint(buf, u64::from(type_id));
     put_payload(buf, o);
+    put_i64(buf, recorded.as_millis());
 }
 
-/// Decodes a series value into its entity type id and payload.
-pub(crate) fn decode_series_value(v: &[u8]) -> DResult<(u32, Payload)> {
+/// Decodes a series value into its entity type id, payload and, for format 2, when it
+/// was recorded.
+pub(crate) fn decode_series_value(v: &[u8]) -> DResult<(u32, Payload, Option<Timestamp>)> {
     let mut r = Reader::new(v);
-    r.version()?;
+    let version = match r.u8()? {
+        v @ (VALUE_VERSION | SERIES_VERSION) => v,
+        v => {
+            return Err(DecodeError::new(format!(
+                "series record format {v} is not known to this build (it reads formats 1 and {SERIES_VERSION}); was the data directory written by a newer polity?"
+            )));
+        }
+    };
     let ty = u32::try_from(r.varint()?).map_err(|_| DecodeError::new("type id out of range"))?;
     let p = get_payload(&mut r)?;
+    let recorded = if version >= 2 {
+        Some(r.timestamp()?)
+    } else {
+        None
+    };
     r.finish()?;
-    Ok((ty, p))
+    Ok((ty, p, recorded))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -932,7 +955,7 @@ mod tests {
         assert_eq!(key.tenant, tenant());
         let (id, observed_at) = decode_point_key(k).unwrap();
         assert_eq!(id, 0x0102_0304_0506_0708);
-        let (ty, p) = decode_series_value(v).unwrap();
+        let (ty, p, _) = decode_series_value(v).unwrap();
         assert_eq!(ty, 7);
         Observation {
             entity: key.entity,
@@ -1034,10 +1057,10 @@ mod tests {
             privacy: PrivacyClass::Public,
             meta: None,
         };
-        let (_, p) = decode_series_value(&series_value(0, &o)).unwrap();
+        let (_, p, _) = decode_series_value(&series_value(0, &o)).unwrap();
         assert!(p.value.as_f64().unwrap().is_nan());
         o.value = Value::Number(-0.0);
-        let (_, p) = decode_series_value(&series_value(0, &o)).unwrap();
+        let (_, p, _) = decode_series_value(&series_value(0, &o)).unwrap();
         assert!(p.value.as_f64().unwrap().is_sign_negative());
     }
 

@@ -1114,6 +1114,22 @@ pub fn entity_operations(factory: Factory<'_>) {
         1,
         "only the radar instance went"
     );
+    let deleted: Vec<Observation> = store
+        .series(&t, &e, &all(usize::MAX))
+        .unwrap()
+        .into_iter()
+        .filter(|o| polity_model::ngsild::is_tombstone(&o.attr, &o.value))
+        .collect();
+    assert_eq!(deleted.len(), 1, "the deletion is recorded in the history");
+    assert_eq!(
+        deleted[0].dataset_id.as_deref(),
+        Some("urn:ngsi-ld:Dataset:radar")
+    );
+    let recorded = store.recorded_series(&t, &e, &all(usize::MAX)).unwrap();
+    assert!(
+        recorded.iter().all(|p| p.recorded_at.as_millis() > 4_000),
+        "every point knows when it was recorded"
+    );
     store
         .commit(&[ops(
             vec![
@@ -1189,8 +1205,15 @@ pub fn entity_operations(factory: Factory<'_>) {
     assert!(store.types(&t).unwrap().is_empty());
 }
 
+/// The instants of an entity's history, deletion records left out.
 fn times_of(store: &dyn Store, t: &Tenant, e: &EntityId) -> Vec<i64> {
-    let mut v = times(&store.series(t, e, &all(usize::MAX)).unwrap());
+    let points: Vec<Observation> = store
+        .series(t, e, &all(usize::MAX))
+        .unwrap()
+        .into_iter()
+        .filter(|o| !polity_model::ngsild::is_tombstone(&o.attr, &o.value))
+        .collect();
+    let mut v = times(&points);
     v.sort_unstable();
     v
 }

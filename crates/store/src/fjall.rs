@@ -60,8 +60,8 @@ use polity_model::{Batch, EntityId, EntityState, Fold, Observation, Tenant, Time
 
 use crate::{
     CommitStats, DeadLetter, DeadLetterQuery, DeadLetterStore, Device, DocumentStore, EntityQuery,
-    EntityStore, NewDeadLetter, Registry, Result, SeriesQuery, SeriesStore, Store, StoreError,
-    codec,
+    EntityStore, NewDeadLetter, RecordedPoint, Registry, Result, SeriesQuery, SeriesStore, Store,
+    StoreError, codec,
 };
 
 /// The store format this build reads and writes.
@@ -502,7 +502,7 @@ impl FjallStore {
         series: &SeriesEntry,
         q: &SeriesQuery,
         names: &TypeNames,
-        out: &mut Vec<Observation>,
+        out: &mut Vec<RecordedPoint>,
     ) -> Result<()> {
         let budget = q.limit.saturating_sub(out.len());
         let id = series.id.to_be_bytes();
@@ -522,10 +522,11 @@ impl FjallStore {
         {
             return Ok(());
         }
-        let decode = |kv: ::fjall::Guard| -> Result<Observation> {
+        let decode = |kv: ::fjall::Guard| -> Result<RecordedPoint> {
             let (k, v) = kv.into_inner().map_err(io("read series"))?;
             let (_, time) = codec::decode_point_key(&k).map_err(corrupt("series", &k))?;
-            let (ty, p) = codec::decode_series_value(&v).map_err(corrupt("series", &k))?;
+            let (ty, p, recorded) =
+                codec::decode_series_value(&v).map_err(corrupt("series", &k))?;
             let entity_type =
                 names
                     .names
@@ -536,17 +537,20 @@ impl FjallStore {
                         key: codec::show_key(&k),
                         reason: format!("entity type id {ty} is not in the type table"),
                     })?;
-            Ok(Observation {
-                entity: entity.clone(),
-                entity_type,
-                attr: series.attr.clone(),
-                dataset_id: series.dataset_id.clone(),
-                value: p.value,
-                unit: p.unit,
-                observed_at: time,
-                observed: p.observed,
-                privacy: p.privacy,
-                meta: p.meta,
+            Ok(RecordedPoint {
+                observation: Observation {
+                    entity: entity.clone(),
+                    entity_type,
+                    attr: series.attr.clone(),
+                    dataset_id: series.dataset_id.clone(),
+                    value: p.value,
+                    unit: p.unit,
+                    observed_at: time,
+                    observed: p.observed,
+                    privacy: p.privacy,
+                    meta: p.meta,
+                },
+                recorded_at: recorded.unwrap_or(time),
             })
         };
         let range = self.series.range((Bound::Included(lo), hi));
@@ -710,6 +714,19 @@ impl EntityStore for FjallStore {
 
 impl SeriesStore for FjallStore {
     fn series(&self, tenant: &Tenant, id: &EntityId, q: &SeriesQuery) -> Result<Vec<Observation>> {
+        Ok(self
+            .recorded_series(tenant, id, q)?
+            .into_iter()
+            .map(|p| p.observation)
+            .collect())
+    }
+
+    fn recorded_series(
+        &self,
+        tenant: &Tenant,
+        id: &EntityId,
+        q: &SeriesQuery,
+    ) -> Result<Vec<RecordedPoint>> {
         let mem = self.mem();
         let mut out = Vec::new();
         let Some(list) = mem.tenants.get(tenant).and_then(|t| t.series.get(id)) else {
@@ -1149,7 +1166,7 @@ impl FjallStore {
                     }
                 };
                 buf.clear();
-                codec::put_series_value(&mut buf, type_id, o);
+                codec::put_series_value(&mut buf, type_id, o, now);
                 stats.bytes += (16 + buf.len()) as u64;
                 b.insert(
                     &self.series,

@@ -156,6 +156,15 @@ pub struct SeriesQuery {
     pub limit: usize,
 }
 
+/// A point of a series with when it was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedPoint {
+    /// The observation.
+    pub observation: Observation,
+    /// When the node committed it (the instance's `createdAt`/`modifiedAt`).
+    pub recorded_at: Timestamp,
+}
+
 /// The temporal series: every observation ever committed.
 ///
 /// A series holds one point per (entity, attribute, datasetId, observedAt): a second
@@ -169,6 +178,24 @@ pub trait SeriesStore: Send + Sync {
         id: &EntityId,
         query: &SeriesQuery,
     ) -> Result<Vec<Observation>>;
+
+    /// As [`SeriesStore::series`], with when each point was recorded (committed). A
+    /// backend that does not keep it reports the point's own time.
+    fn recorded_series(
+        &self,
+        tenant: &Tenant,
+        id: &EntityId,
+        query: &SeriesQuery,
+    ) -> Result<Vec<RecordedPoint>> {
+        Ok(self
+            .series(tenant, id, query)?
+            .into_iter()
+            .map(|o| RecordedPoint {
+                recorded_at: o.observed_at,
+                observation: o,
+            })
+            .collect())
+    }
 
     /// How many points the tenant holds. May be approximate: a backend may count an
     /// observation re-written at the same instant twice.
@@ -418,6 +445,6 @@ mod tests {
         let j = serde_json::to_value(&d).unwrap();
         assert_eq!(j["payload"], "hi\u{FFFD}");
         assert_eq!(j["payloadBase64"], "aGn/");
-        assert_eq!(j["at"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(j["at"], "1970-01-01T00:00:00Z");
     }
 }

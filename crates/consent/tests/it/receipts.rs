@@ -81,7 +81,7 @@ fn tampered_receipts_fail() {
     // Stretch the consent in the payload, keep the signature.
     let mut payload: serde_json::Value =
         serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
-    payload["expiresAt"] = "2030-01-01T00:00:00.000Z".into();
+    payload["expiresAt"] = "2030-01-01T00:00:00Z".into();
     let forged = format!(
         "{}.{}.{}",
         parts[0],

@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 use crate::node::{Node, problem};
 
 const ID: &str = "urn:ngsi-ld:WeatherObserved:t1";
-const T1: &str = "2026-01-01T00:00:00.000Z";
-const T2: &str = "2026-01-01T01:00:00.000Z";
-const T3: &str = "2026-01-01T02:00:00.000Z";
+const T1: &str = "2026-01-01T00:00:00Z";
+const T2: &str = "2026-01-01T01:00:00Z";
+const T3: &str = "2026-01-01T02:00:00Z";
 
 fn reading(t: &str, temperature: f64, humidity: Option<f64>) -> Value {
     let mut e = json!({
@@ -180,19 +180,47 @@ async fn bad_timerel_and_time_at_are_400() {
         format!("?timerel=between&timeAt={T2}&endTimeAt={T1}"),
         format!("?timerel=between&timeAt={T1}&endTimeAt=soon"),
         "?timeproperty=someday".to_owned(),
-        "?options=fast".to_owned(),
+        "?options=aggregatedValues".to_owned(),
+        "?options=aggregatedValues&aggrMethods=median".to_owned(),
+        "?options=aggregatedValues&aggrMethods=sum&aggrPeriodDuration=1H".to_owned(),
     ] {
         let p = problem(temporal(&node, &q).await, 400, "BadRequestData").await;
         assert!(!p["detail"].as_str().unwrap().is_empty(), "{q}: {p}");
     }
-    // Valid NGSI-LD requests this node does not implement yet are 422, not client errors.
-    for q in [
-        "?timeproperty=modifiedAt",
-        "?options=aggregatedValues",
-        "?aggrMethods=sum",
-    ] {
-        problem(temporal(&node, q).await, 422, "OperationNotSupported").await;
-    }
+    // An unknown representation is a malformed request (ETSI 021_20).
+    problem(
+        temporal(&node, "?options=fast").await,
+        400,
+        "InvalidRequest",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn aggregated_values_per_period() {
+    let node = history().await;
+    let body = ok(
+        &node,
+        "?attrs=temperature&options=aggregatedValues&aggrMethods=avg,max,totalCount&aggrPeriodDuration=PT2H",
+    )
+    .await;
+    // Instances at T1 (10), T2 (11), T3 (12), one hour apart: buckets of two hours.
+    assert_eq!(
+        body["temperature"],
+        json!({"type": "Property",
+               "avg": [[10.5, T1, T3], [12.0, T3, "2026-01-01T04:00:00Z"]],
+               "max": [[11.0, T1, T3], [12.0, T3, "2026-01-01T04:00:00Z"]],
+               "totalCount": [[2, T1, T3], [1, T3, "2026-01-01T04:00:00Z"]]}),
+        "{body}"
+    );
+    // Times of recording, not of observation, with timeproperty=modifiedAt.
+    let body = ok(&node, "?attrs=temperature&timeproperty=modifiedAt").await;
+    assert_eq!(
+        body["temperature"].as_array().map(Vec::len),
+        Some(3),
+        "{body}"
+    );
+    assert!(body["temperature"][0]["modifiedAt"].is_string(), "{body}");
 }
 
 #[tokio::test]

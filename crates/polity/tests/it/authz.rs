@@ -95,7 +95,11 @@ fn expected(method: &str, path: &str, role: &str) -> Option<(Want, Want)> {
             | "/ngsi-ld/v1/attributes"
             | "/ngsi-ld/v1/attributes/{attr}",
         )
-        | ("POST", "/ngsi-ld/v1/entityOperations/query") => match role {
+        | (
+            "POST",
+            "/ngsi-ld/v1/entityOperations/query" | "/ngsi-ld/v1/temporal/entityOperations/query",
+        )
+        | ("GET", "/ngsi-ld/v1/temporal/entities") => match role {
             "anonymous" => (Unauth, Unauth),
             "operator" => (Served, Served),
             "security-analyst" => (Forbidden, Forbidden),
@@ -127,12 +131,18 @@ fn expected(method: &str, path: &str, role: &str) -> Option<(Want, Want)> {
         // sees it (403), other citizens do not (404, like a missing entity).
         ("DELETE" | "PUT" | "PATCH", "/ngsi-ld/v1/entities/{id}")
         | ("POST" | "PATCH", "/ngsi-ld/v1/entities/{id}/attrs")
-        | ("PATCH" | "PUT" | "DELETE", "/ngsi-ld/v1/entities/{id}/attrs/{attr}") => match role {
-            "anonymous" => (Unauth, Unauth),
-            "city-admin" | "app" => (Served, Forbidden),
-            "citizen-other" => (Hidden, Forbidden),
-            _ => (Forbidden, Forbidden),
-        },
+        | ("PATCH" | "PUT" | "DELETE", "/ngsi-ld/v1/entities/{id}/attrs/{attr}")
+        | ("DELETE", "/ngsi-ld/v1/temporal/entities/{id}")
+        | ("POST", "/ngsi-ld/v1/temporal/entities/{id}/attrs")
+        | ("DELETE", "/ngsi-ld/v1/temporal/entities/{id}/attrs/{attr}")
+        | ("PATCH" | "DELETE", "/ngsi-ld/v1/temporal/entities/{id}/attrs/{attr}/{instance}") => {
+            match role {
+                "anonymous" => (Unauth, Unauth),
+                "city-admin" | "app" => (Served, Forbidden),
+                "citizen-other" => (Hidden, Forbidden),
+                _ => (Forbidden, Forbidden),
+            }
+        }
         // Writes into one city.
         (
             "POST",
@@ -142,6 +152,7 @@ fn expected(method: &str, path: &str, role: &str) -> Option<(Want, Want)> {
             | "/ngsi-ld/v1/entityOperations/update"
             | "/ngsi-ld/v1/entityOperations/merge"
             | "/ngsi-ld/v1/entityOperations/delete"
+            | "/ngsi-ld/v1/temporal/entities"
             | "/api/ingest/senml",
         )
         | ("DELETE", "/ngsi-ld/v1/entities") => match role {
@@ -198,12 +209,17 @@ async fn call(
         path.replace("{id}", id)
             .replace("{type}", "WaterConsumptionObserved")
             .replace("{attr}", "waterConsumption")
+            .replace("{instance}", "urn:ngsi-ld:Instance:0")
     );
     let url = match path {
-        "/ngsi-ld/v1/entities" if method == "GET" || method == "DELETE" => {
+        "/ngsi-ld/v1/entities" | "/ngsi-ld/v1/temporal/entities"
+            if method == "GET" || method == "DELETE" =>
+        {
             format!("{url}?type=WaterConsumptionObserved")
         }
-        "/ngsi-ld/v1/temporal/entities/{id}" => format!("{url}?lastN=5"),
+        "/ngsi-ld/v1/temporal/entities/{id}" if method == "GET" || method == "HEAD" => {
+            format!("{url}?lastN=5")
+        }
         _ => url,
     };
     let mut req = match method {
@@ -230,7 +246,16 @@ async fn call(
         "/ngsi-ld/v1/entityOperations/delete" => req
             .header("Content-Type", "application/json")
             .body(json!([id]).to_string()),
-        "/ngsi-ld/v1/entityOperations/query" => req
+        "/ngsi-ld/v1/temporal/entities" if method == "POST" => req
+            .header("Content-Type", "application/json")
+            .body(entity(&format!("urn:ngsi-ld:WaterConsumptionObserved:{tenant}-t{n}"), "carol", n).to_string()),
+        "/ngsi-ld/v1/temporal/entities/{id}/attrs" => req
+            .header("Content-Type", "application/json")
+            .body(json!({"waterConsumption": [{"type": "Property", "value": n, "observedAt": "2026-01-01T00:00:00Z"}]}).to_string()),
+        "/ngsi-ld/v1/temporal/entities/{id}/attrs/{attr}/{instance}" if method == "PATCH" => req
+            .header("Content-Type", "application/json")
+            .body(json!({"type": "Property", "value": n}).to_string()),
+        "/ngsi-ld/v1/entityOperations/query" | "/ngsi-ld/v1/temporal/entityOperations/query" => req
             .header("Content-Type", "application/json")
             .body(json!({"type": "Query", "entities": [{"type": "WaterConsumptionObserved"}]}).to_string()),
         "/api/ingest/senml" => req
@@ -360,8 +385,9 @@ async fn every_route_answers_every_role_in_every_tenant_as_the_matrix_says() {
                 n += 1;
                 let status =
                     call(&login, &clients[role], &node.base, method, path, tenant, n).await;
-                if (matches!(method.as_str(), "DELETE" | "PUT" | "PATCH")
-                    && path.starts_with("/ngsi-ld/v1/entities"))
+                if (matches!(method.as_str(), "DELETE" | "PUT" | "PATCH" | "POST")
+                    && (path.starts_with("/ngsi-ld/v1/entities")
+                        || path.starts_with("/ngsi-ld/v1/temporal/")))
                     || path.starts_with("/ngsi-ld/v1/entityOperations/")
                 {
                     // The change may have deleted or rewritten the seeded entities.

@@ -13,7 +13,9 @@ use std::{
     sync::Arc,
 };
 
-use polity_model::{Batch, EntityId, EntityOp, EntityState, Fold, Tenant, Timestamp};
+use polity_model::{
+    Batch, EntityId, EntityOp, EntityState, Fold, Observation, Tenant, Timestamp, Value,
+};
 
 use super::{FjallStore, SeriesEntry, find_series, instance, io, points_key, type_key};
 use crate::{CommitStats, Result, StoreError, codec};
@@ -70,25 +72,34 @@ impl FjallStore {
             }
         };
         for batch in batches {
+            let mut tombstones: Vec<Observation> = Vec::new();
             for op in &batch.ops {
                 let key = (batch.tenant.clone(), op.entity().clone());
                 let w = work
                     .entry(key)
                     .or_insert_with(|| load(&batch.tenant, op.entity()));
-                apply_op(w, op, now, &mut writes);
+                apply_op(w, op, now, &mut writes, &mut tombstones);
             }
-            for o in &batch.observations {
+            // Deletions leave a tombstone in the history (NGSI-LD `deletedAt`); they do
+            // not change the current state.
+            let points = tombstones
+                .iter()
+                .map(|o| (o, false))
+                .chain(batch.observations.iter().map(|o| (o, true)));
+            for (o, into_state) in points {
                 let w = work
                     .entry((batch.tenant.clone(), o.entity.clone()))
                     .or_insert_with(|| load(&batch.tenant, &o.entity));
-                let state = w.state.get_or_insert_with(|| {
-                    EntityState::new(o.entity.clone(), o.entity_type.clone(), now)
-                });
-                let changed = match batch.fold {
-                    Fold::Latest => state.apply(o, now),
-                    Fold::Replace => state.set(o, now),
-                };
-                w.dirty |= changed;
+                if into_state {
+                    let state = w.state.get_or_insert_with(|| {
+                        EntityState::new(o.entity.clone(), o.entity_type.clone(), now)
+                    });
+                    let changed = match batch.fold {
+                        Fold::Latest => state.apply(o, now),
+                        Fold::Replace => state.set(o, now),
+                    };
+                    w.dirty |= changed;
+                }
                 let series_id = match find_series(&w.series, instance(o)) {
                     Ok(i) => w.series[i].id,
                     Err(i) => {
@@ -136,11 +147,14 @@ impl FjallStore {
                     }
                 };
                 let mut v = Vec::with_capacity(32);
-                codec::put_series_value(&mut v, type_id, o);
-                writes
-                    .points
-                    .insert(codec::point_key(series_id, o.observed_at), v);
-                stats.observations += 1;
+                codec::put_series_value(&mut v, type_id, o, now);
+                let k = codec::point_key(series_id, o.observed_at);
+                // A point deleted earlier in this group and written again stays.
+                writes.remove_points.retain(|r| *r != k);
+                writes.points.insert(k, v);
+                if into_state {
+                    stats.observations += 1;
+                }
             }
         }
 
@@ -274,7 +288,40 @@ impl FjallStore {
     }
 }
 
-fn apply_op(w: &mut Work, op: &EntityOp, now: Timestamp, writes: &mut Writes) {
+/// The history record of a deletion: the instance with the NGSI-LD Null value of its
+/// kind, placed at the time of deletion.
+fn tombstone(of: &Observation, now: Timestamp) -> Observation {
+    let null = || Arc::new(serde_json::json!(polity_model::ngsild::NGSI_NULL));
+    let value = match &of.value {
+        Value::Relationship(_) => EntityId::new(polity_model::ngsild::NGSI_NULL)
+            .map(Value::Relationship)
+            .unwrap_or_else(|_| Value::Text(Arc::from(polity_model::ngsild::NGSI_NULL))),
+        Value::LanguageMap(_) => Value::LanguageMap(Arc::new(
+            serde_json::json!({"@none": polity_model::ngsild::NGSI_NULL}),
+        )),
+        Value::Vocab(_) => Value::Vocab(null()),
+        Value::JsonValue(_) => Value::JsonValue(null()),
+        Value::ListRelationship(_) => Value::ListRelationship(Arc::new(serde_json::json!([]))),
+        Value::List(_) => Value::List(Arc::new(serde_json::json!([]))),
+        _ => Value::Text(Arc::from(polity_model::ngsild::NGSI_NULL)),
+    };
+    Observation {
+        value,
+        unit: None,
+        observed_at: now,
+        observed: false,
+        meta: None,
+        ..of.clone()
+    }
+}
+
+fn apply_op(
+    w: &mut Work,
+    op: &EntityOp,
+    now: Timestamp,
+    writes: &mut Writes,
+    tombstones: &mut Vec<Observation>,
+) {
     match op {
         EntityOp::Ensure {
             entity,
@@ -299,6 +346,21 @@ fn apply_op(w: &mut Work, op: &EntityOp, now: Timestamp, writes: &mut Writes) {
             if let Some(scope) = scope
                 && state.scope != *scope
             {
+                if scope.is_empty() {
+                    // The scope's deletion, in the history of the `scope` member.
+                    tombstones.push(Observation {
+                        entity: state.id.clone(),
+                        entity_type: state.entity_type.clone(),
+                        attr: Arc::from(polity_model::ngsild::SCOPE_IRI),
+                        dataset_id: None,
+                        value: Value::Json(Arc::new(serde_json::json!([]))),
+                        unit: None,
+                        observed_at: now,
+                        observed: false,
+                        privacy: polity_model::PrivacyClass::Public,
+                        meta: None,
+                    });
+                }
                 state.scope = scope.clone();
                 state.modified_at = state.modified_at.max(now);
                 w.dirty = true;
@@ -316,10 +378,17 @@ fn apply_op(w: &mut Work, op: &EntityOp, now: Timestamp, writes: &mut Writes) {
         EntityOp::DeleteAttr {
             attr, instances, ..
         } => {
-            if let Some(state) = &mut w.state
-                && state.remove_attr(attr, instances, now) > 0
-            {
-                w.dirty = true;
+            if let Some(state) = &mut w.state {
+                tombstones.extend(
+                    state
+                        .attrs
+                        .iter()
+                        .filter(|a| *a.attr == **attr && instances.covers(a.dataset_id.as_deref()))
+                        .map(|a| tombstone(a, now)),
+                );
+                if state.remove_attr(attr, instances, now) > 0 {
+                    w.dirty = true;
+                }
             }
         }
         EntityOp::ClearAttrs { .. } => {
