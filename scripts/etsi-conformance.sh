@@ -80,6 +80,20 @@ EOF
 grep -rlF "$EGM" "$WORK/suite" | while read -r f; do
   sed -i "s#$EGM#$CTX_URL/egm#g" "$f"
 done
+# The jsonldContext tests name three public contexts only to see them cached; their
+# terms are never used. This machine has no internet, so they are served as empty
+# stand-ins ({"@context": {}}) at local URLs.
+for remote in \
+  'http://smartdatamodels.org/context.jsonld' \
+  'https://fiware.github.io/data-models/context.jsonld' \
+  'https://fiware.github.io/NGSI-LD_TestSuite/ldContext/testContext.jsonld'; do
+  local_path="offline/$(echo "$remote" | sed 's#^https\?://##')"
+  mkdir -p "$CTX_DIR/$(dirname "$local_path")"
+  echo '{"@context": {}}' > "$CTX_DIR/$local_path"
+  grep -rlF "$remote" "$WORK/suite" | while read -r f; do
+    sed -i "s#$remote#$CTX_URL/$local_path#g" "$f"
+  done
+done
 cat > "$WORK/suite/resources/variables.py" <<EOF
 url = 'http://127.0.0.1:$PORT/ngsi-ld/v1'
 temporal_api_url = 'http://127.0.0.1:$PORT/ngsi-ld/v1'

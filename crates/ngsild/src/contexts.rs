@@ -26,6 +26,9 @@ use serde_json::Value;
 
 use crate::problem::{ErrorType, Problem};
 
+/// Where the node serves its contexts.
+pub const PATH: &str = "/ngsi-ld/v1/jsonldContexts/";
+
 /// How deep contexts may refer to further contexts.
 pub const MAX_NESTING: usize = 8;
 
@@ -162,15 +165,103 @@ impl ContextRegistry {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether `url` resolves without a download.
+    /// Whether `url` resolves without a download. A URL (absolute or relative) that
+    /// names one of this node's own `/jsonldContexts/{id}` is made to resolve to it.
     pub fn holds(&self, url: &str) -> bool {
-        is_core_context_url(url)
+        if is_core_context_url(url)
             || self
                 .cache
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(url)
                 .is_some()
+        {
+            return true;
+        }
+        let Some(target) = self.local(url) else {
+            return false;
+        };
+        let ctx = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&target);
+        match ctx {
+            Some(c) => {
+                let _ = self
+                    .cache
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(url, c);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The URL of the entry a URL of this node's `/jsonldContexts/{id}` names.
+    fn local(&self, url: &str) -> Option<String> {
+        let path = match url.find("://") {
+            Some(i) => &url[url[i + 3..].find('/').map(|j| i + 3 + j)?..],
+            None => url,
+        };
+        let id = path.strip_prefix(PATH)?;
+        self.entries()
+            .values()
+            .find(|e| e.local_id == id)
+            .map(|e| e.url.clone())
+    }
+
+    /// Adds a context a client posts (kind Hosted) or one the node creates for an
+    /// inline `@context` (kind ImplicitlyCreated), served at `base` + [`PATH`] + its local
+    /// id. The contexts it names are obtained first.
+    pub async fn add(&self, doc: Value, kind: Kind, base: &str) -> Result<Entry, Problem> {
+        let Some(inner) = doc.get("@context").cloned() else {
+            return Err(Problem::invalid(
+                "a context document is a JSON object with an \"@context\" member",
+            ));
+        };
+        self.prepare(&inner).await?;
+        let id = format!(
+            "{:016x}",
+            self.next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let url = format!("{base}{PATH}{id}");
+        self.insert(&url, doc, kind)?;
+        let mut entries = self.entries();
+        let Some(stored) = entries.get_mut(&url) else {
+            return Err(Problem::internal("a context just added is gone"));
+        };
+        stored.local_id = id.clone();
+        let e = stored.clone();
+        drop(entries);
+        let parsed = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&url);
+        if let Some(c) = parsed {
+            let _ = self
+                .cache
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(&format!("{PATH}{id}"), c);
+        }
+        Ok(e)
+    }
+
+    /// Downloads a cached context again, replacing the copy only if the download works.
+    pub async fn reload(&self, url: &str) -> Result<(), Problem> {
+        let doc = self.download(url).await?;
+        if let Some(inner) = doc.get("@context") {
+            for nested in urls_in(inner) {
+                if !self.holds(nested) {
+                    self.obtain(nested.to_owned(), 1).await?;
+                }
+            }
+        }
+        self.insert(url, doc, Kind::Cached).map(|_| ())
     }
 
     /// Notes one use of each context URL in `value`.
@@ -235,10 +326,12 @@ impl ContextRegistry {
 
     /// The entry known by `url` or by its local id.
     pub fn find(&self, key: &str) -> Option<Entry> {
+        let local = self.local(key);
         let entries = self.entries();
         entries
             .get(key)
             .or_else(|| entries.values().find(|e| e.local_id == key))
+            .or_else(|| local.and_then(|u| entries.get(&u)))
             .cloned()
     }
 
@@ -252,10 +345,9 @@ impl ContextRegistry {
                 .map(|e| e.url.clone())
         })?;
         let e = entries.remove(&url)?;
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&url);
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        cache.remove(&url);
+        cache.remove(&format!("{PATH}{}", e.local_id));
         Some(e)
     }
 

@@ -14,6 +14,7 @@ pub mod consume;
 pub mod contexts;
 pub mod discovery;
 pub mod entities;
+pub mod jsonld_contexts;
 pub mod problem;
 pub mod provision;
 pub mod request;
@@ -356,6 +357,30 @@ pub fn routes(state: ApiState) -> Routes {
             EntityRead,
             Scope::Tenant,
             subscriptions::delete,
+        )
+        .get(
+            "/ngsi-ld/v1/jsonldContexts",
+            ContextRead,
+            Scope::Node,
+            jsonld_contexts::list,
+        )
+        .post(
+            "/ngsi-ld/v1/jsonldContexts",
+            ContextManage,
+            Scope::Node,
+            jsonld_contexts::add,
+        )
+        .get(
+            "/ngsi-ld/v1/jsonldContexts/{id}",
+            ContextRead,
+            Scope::Node,
+            jsonld_contexts::serve,
+        )
+        .delete(
+            "/ngsi-ld/v1/jsonldContexts/{id}",
+            ContextManage,
+            Scope::Node,
+            jsonld_contexts::delete,
         )
         .post(
             "/api/ingest/senml",

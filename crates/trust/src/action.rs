@@ -38,6 +38,10 @@ pub enum Action {
     SubjectExport,
     /// Erase a subject's data (crypto-shredding).
     SubjectErase,
+    /// Read the JSON-LD `@context`s the node holds (`/jsonldContexts`).
+    ContextRead,
+    /// Add, delete and reload `@context`s on the node.
+    ContextManage,
 }
 
 impl Action {
@@ -59,6 +63,8 @@ impl Action {
         Action::ConsentManage,
         Action::SubjectExport,
         Action::SubjectErase,
+        Action::ContextRead,
+        Action::ContextManage,
     ];
 
     /// The Cedar action id.
@@ -80,6 +86,8 @@ impl Action {
             Action::ConsentManage => "consent.manage",
             Action::SubjectExport => "subject.export",
             Action::SubjectErase => "subject.erase",
+            Action::ContextRead => "context.read",
+            Action::ContextManage => "context.manage",
         }
     }
 

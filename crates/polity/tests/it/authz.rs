@@ -70,6 +70,17 @@ fn expected(method: &str, path: &str, role: &str) -> Option<(Want, Want)> {
         ("GET", "/" | "/api/overview" | "/api/overview/stream" | "/api/cities") => {
             return same(if anon { Unauth } else { Served });
         }
+        ("GET", "/ngsi-ld/v1/jsonldContexts" | "/ngsi-ld/v1/jsonldContexts/{id}") => {
+            return same(if anon { Unauth } else { Served });
+        }
+        ("POST" | "DELETE", "/ngsi-ld/v1/jsonldContexts")
+        | ("DELETE", "/ngsi-ld/v1/jsonldContexts/{id}") => {
+            return same(match role {
+                "anonymous" => Unauth,
+                "operator" | "city-admin" => Served,
+                _ => Forbidden,
+            });
+        }
         ("GET", "/metrics" | "/api/audit/head" | "/api/aggregates/{type}") => {
             return same(match role {
                 "anonymous" => Unauth,
@@ -255,6 +266,9 @@ async fn call(
         "/ngsi-ld/v1/temporal/entities/{id}/attrs/{attr}/{instance}" if method == "PATCH" => req
             .header("Content-Type", "application/json")
             .body(json!({"type": "Property", "value": n}).to_string()),
+        "/ngsi-ld/v1/jsonldContexts" if method == "POST" => req
+            .header("Content-Type", "application/json")
+            .body(json!({"@context": {"term": format!("https://example.org/{n}")}}).to_string()),
         "/ngsi-ld/v1/entityOperations/query" | "/ngsi-ld/v1/temporal/entityOperations/query" => req
             .header("Content-Type", "application/json")
             .body(json!({"type": "Query", "entities": [{"type": "WaterConsumptionObserved"}]}).to_string()),
